@@ -1,0 +1,114 @@
+"""Load the teacher checkpoint and check that it can teach this student on this data.
+
+Every check raises :class:`TeacherError` with the problem and the fix, before any epoch starts. A teacher that
+passes is a plain Ultralytics detection model; the feature taps are the Detect inputs, as in Ultralytics' own
+``DistillationModel``, so teacher and student must agree on the number of levels and their strides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from ultralytics.nn.distill_model import DistillationModel
+from ultralytics.nn.modules.head import Detect
+from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint
+from ultralytics.utils import ONLINE
+from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
+
+
+class TeacherError(ValueError):
+    """The teacher cannot be used; the message says why and how to fix it."""
+
+
+def resolve_teacher_path(teacher: str | Path | None) -> Path:
+    """Return the teacher checkpoint path, downloading an official Ultralytics asset only when online."""
+    if teacher is None or str(teacher).strip() in {"", "None"}:
+        raise TeacherError(
+            "No teacher given: pass the trained teacher checkpoint, e.g. teacher=runs/detect/train/weights/best.pt "
+            "(or teacher=yolo11x.pt for an official model)."
+        )
+    path = Path(str(teacher)).expanduser()
+    if path.suffix in {".yaml", ".yml"}:
+        raise TeacherError(
+            f"teacher={teacher} is a model definition, not trained weights: a teacher must be a trained .pt "
+            "checkpoint (train one with 'yolo train model=... data=...' and pass its weights/best.pt)."
+        )
+    if path.suffix != ".pt":
+        raise TeacherError(f"teacher={teacher} is not a PyTorch checkpoint: pass the teacher's .pt file.")
+    if not path.exists() and path.name in GITHUB_ASSETS_NAMES and path.parent == Path(".") and ONLINE:
+        try:
+            path = Path(attempt_download_asset(str(path)))
+        except Exception as e:  # a failed download is reported as a missing file below
+            raise TeacherError(f"teacher={teacher} was not found locally and could not be downloaded ({e}).") from e
+    if not path.is_file():
+        raise TeacherError(
+            f"teacher={teacher}: no such file. Pass the path of an existing .pt checkpoint; on an offline machine "
+            "download official weights elsewhere and copy them here first."
+        )
+    return path
+
+
+def load_teacher(teacher: str | Path | None) -> nn.Module:
+    """Load the teacher checkpoint as an eval-mode fp32 Ultralytics model, or raise TeacherError."""
+    path = resolve_teacher_path(teacher)
+    try:
+        model, _ = load_checkpoint(path)
+    except Exception as e:
+        raise TeacherError(
+            f"teacher={teacher} could not be read as an Ultralytics checkpoint ({type(e).__name__}: {e}). "
+            "Check that the file is complete (re-copy or re-download it) and was saved by Ultralytics."
+        ) from e
+    if isinstance(model, DistillationModel):  # an interrupted distillation run: its student is the model
+        model = model.student_model
+    return model.float().eval()
+
+
+def _detect_head(model: nn.Module) -> Detect:
+    return next(m for m in model.model if isinstance(m, Detect))
+
+
+def check_teacher_data(teacher: nn.Module, data: dict, source: str = "teacher") -> None:
+    """Check the teacher's task, classes and input channels against the dataset dict from the data yaml."""
+    task = getattr(teacher, "task", None) or guess_model_task(teacher)
+    if task != "detect" or not isinstance(teacher, DetectionModel) or type(_detect_head(teacher)) is not Detect:
+        raise TeacherError(
+            f"{source} is a '{task}' model ({type(teacher).__name__}); IKD needs a detection teacher. Pass a "
+            "detection checkpoint (e.g. yolo11x.pt, not yolo11x-seg.pt / -pose / -obb / -cls)."
+        )
+    names = {int(k): str(v) for k, v in dict(getattr(teacher, "names", {})).items()}
+    data_names = {int(k): str(v) for k, v in dict(data["names"]).items()}
+    if len(names) != int(data["nc"]):
+        raise TeacherError(
+            f"{source} predicts {len(names)} classes but the data yaml has {data['nc']}: train (or fine-tune) "
+            "the teacher on this dataset first, e.g. 'yolo train model=TEACHER.pt data=YOUR.yaml'."
+        )
+    if names != data_names:
+        diff = {i: (names.get(i), data_names.get(i)) for i in data_names if names.get(i) != data_names.get(i)}
+        raise TeacherError(
+            f"{source} class names differ from the data yaml (index: (teacher, data)): {diff}. Use a teacher "
+            "trained on this dataset, or fix the order of 'names' in the data yaml."
+        )
+    ch_t, ch_d = int(teacher.yaml.get("channels", 3)), int(data.get("channels", 3))
+    if ch_t != ch_d:
+        raise TeacherError(
+            f"{source} takes {ch_t}-channel images but the data has {ch_d} channel(s): train the teacher on "
+            f"{ch_d}-channel data (channels: {ch_d} in its data yaml)."
+        )
+
+
+def check_teacher_student(teacher: nn.Module, student: nn.Module) -> None:
+    """Check that teacher and student have the same detection levels (count and strides) and input channels."""
+    t_levels, s_levels = len(_detect_head(teacher).f), len(_detect_head(student).f)
+    t_stride = [int(s) for s in torch.as_tensor(teacher.stride).tolist()]
+    s_stride = [int(s) for s in torch.as_tensor(student.stride).tolist()]
+    if t_levels != s_levels or t_stride != s_stride:
+        raise TeacherError(
+            f"teacher detects on {t_levels} levels with strides {t_stride}, the student on {s_levels} with strides "
+            f"{s_stride}: features are matched level by level, so pick a teacher and a student of the same family "
+            "(e.g. P3-P5 models such as yolo11x.pt with yolo11n.yaml, or both -p2 / -p6 variants)."
+        )
+    ch_t, ch_s = int(teacher.yaml.get("channels", 3)), int(student.yaml.get("channels", 3))
+    if ch_t != ch_s:
+        raise TeacherError(f"teacher takes {ch_t} input channels, the student {ch_s}: use the same 'channels'.")

@@ -1,0 +1,196 @@
+"""IKDTrainer: Ultralytics' DetectionTrainer wired for Inconsistent Knowledge Distillation.
+
+Wiring only; each IKD mechanism lives in its own module:
+
+- settings (:mod:`ikd_yolo.config`) ride along as extra keys of ``self.args`` so that Ultralytics' multi-GPU
+  launcher, which rebuilds the trainer from ``vars(args)`` in new processes, and ``resume`` both carry them;
+- the teacher (``teacher=`` or Ultralytics' own ``distill_model=``) is loaded and checked (:mod:`ikd_yolo.teacher`)
+  before anything is trained;
+- the frequency augmentation (:mod:`ikd_yolo.frequency`) is appended to Ultralytics' albumentations list
+  (``args.augmentations``), which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic``;
+- the model is :class:`ikd_yolo.model.IKDDistillationModel`, also when resuming (Ultralytics would rebuild its base
+  class there and silently drop the IKD loss).
+"""
+
+from __future__ import annotations
+
+import math
+from copy import copy
+
+import yaml
+from ultralytics.cfg import cfg2dict
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.nn.distill_model import DistillationModel
+from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, IterableSimpleNamespace, colorstr
+from ultralytics.utils.torch_utils import unwrap_model
+
+from .config import KEYS, IKDConfig, default_settings
+from .frequency import SizeAwareFrequencyAug
+from .model import IKDDistillationModel
+from .teacher import TeacherError, check_teacher_data, check_teacher_student, load_teacher
+
+PREFIX = colorstr("IKD: ")
+
+
+def normalize_overrides(overrides: dict | None) -> dict:
+    """Map the ``teacher=`` alias onto Ultralytics' ``distill_model`` key (refusing two different teachers)."""
+    overrides = dict(overrides or {})
+    teacher = overrides.pop("teacher", None)
+    if teacher is not None:
+        other = overrides.get("distill_model")
+        if other is not None and str(other) != str(teacher):
+            raise TeacherError(f"teacher={teacher} and distill_model={other} disagree: pass only one of them.")
+        overrides["distill_model"] = str(teacher)
+    return overrides
+
+
+def frequency_augmentations(current: list | None, ikd: IKDConfig) -> list:
+    """Ultralytics' albumentations list with IKD's frequency transform appended (as ``A.to_dict`` dicts).
+
+    ``current`` is ``args.augmentations``: None means Ultralytics' default list, which is taken from Ultralytics
+    itself so that it stays whatever the installed version uses. An IKD transform already in the list (a resumed or
+    multi-GPU-rebuilt run) is replaced, so the transform is never applied twice.
+    """
+    import albumentations as A
+    from ultralytics.data.augment import Albumentations
+
+    if current is None:
+        current = list(Albumentations(p=1.0).transform.transforms)
+    name = SizeAwareFrequencyAug.get_class_fullname()
+    kept = [t if isinstance(t, dict) else A.to_dict(t) for t in current]
+    kept = [t for t in kept if t.get("transform", {}).get("__class_fullname__") != name]
+    if ikd.freq_aug:
+        kept.append(
+            A.to_dict(
+                SizeAwareFrequencyAug(
+                    small_object_area=ikd.freq_small_area,
+                    noise_p=ikd.freq_noise_p,
+                    noise_sigma=ikd.freq_noise_sigma,
+                    crop_p=ikd.freq_crop_p,
+                    crop_min_side=ikd.freq_crop_min_side,
+                )
+            )
+        )
+    return kept
+
+
+def find_frequency_aug(dataset) -> SizeAwareFrequencyAug | None:
+    """The frequency transform inside a YOLODataset's transform pipeline, if any."""
+    stack = [dataset.transforms]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, SizeAwareFrequencyAug):
+            return t
+        stack.extend(getattr(t, "transforms", []) or [])
+        if getattr(t, "transform", None) is not None:
+            stack.append(t.transform)
+    return None
+
+
+class IKDTrainer(DetectionTrainer):
+    """DetectionTrainer that distils a student from a teacher with IKD.
+
+    Use it like any Ultralytics trainer; every Ultralytics train argument works unchanged, and the IKD keys of
+    ``cfg/ikd.yaml`` are accepted too:
+
+        >>> IKDTrainer(overrides={"data": "data.yaml", "model": "yolo11n.yaml", "teacher": "teacher.pt"}).train()
+        >>> YOLO("yolo11n.yaml").train(trainer=IKDTrainer, data="data.yaml", teacher="teacher.pt", adv_steps=2)
+    """
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides: dict | None = None, _callbacks=None):
+        """Validate IKD keys and the teacher before Ultralytics creates the run folder or loads any model."""
+        overrides = normalize_overrides(overrides)
+        IKDConfig.from_mapping(overrides)  # fail on a bad IKD key before any folder or model is created
+        # a new run loads and checks its teacher before Ultralytics creates the run folder; a resumed one after
+        # Ultralytics has read the checkpoint's arguments, where the teacher path is stored
+        teacher = None if overrides.get("resume") else load_teacher(overrides.get("distill_model"))
+        batch = overrides.get("batch", 16)
+        if isinstance(batch, (int, float)) and batch < 1:
+            raise ValueError(
+                f"batch={batch} (AutoBatch) measures the student alone and would overflow memory with the teacher "
+                "and the attack: give a fixed batch size, e.g. batch=16."
+            )
+        cfg = cfg2dict(cfg)
+        cfg = {**default_settings(), **cfg}  # IKD keys become valid train arguments
+        super().__init__(cfg, overrides, _callbacks)
+        self.ikd = IKDConfig.from_mapping(vars(self.args))  # final values: a resumed run takes its checkpoint's
+        self.teacher = teacher if teacher is not None else load_teacher(self.args.distill_model)
+        check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
+        self.args.augmentations = frequency_augmentations(self.args.augmentations, self.ikd)
+        self.freq_fractions: dict[str, float] = {}
+        if RANK in {-1, 0}:
+            (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(self.ikd.to_dict(), sort_keys=False))
+            LOGGER.info(f"{PREFIX}teacher={self.args.distill_model} " + ", ".join(f"{k}={v}" for k, v in self.ikd.to_dict().items()))
+
+    def setup_model(self):
+        """Build (or, on resume, rebuild) the IKD wrapper around the student, after checking it against the teacher."""
+        ckpt = super().setup_model()
+        model = self.model
+        if isinstance(model, IKDDistillationModel):
+            return ckpt
+        resumed = isinstance(model, DistillationModel)  # Ultralytics rebuilt its base class from our checkpoint
+        student = model.student_model if resumed else model
+        student.args = self.args
+        check_teacher_student(self.teacher, student)
+        self.model = IKDDistillationModel(teacher_model=self.teacher, student_model=student, ikd=self.ikd)
+        if resumed and ckpt is not None:  # restore every trained part (student, projector, ...) from the EMA
+            saved = (ckpt.get("ema") or ckpt["model"]).float().state_dict()
+            missing = [k for k in self.model.state_dict() if not k.startswith("teacher_model.") and k not in saved]
+            if missing:
+                raise RuntimeError(f"resume checkpoint lacks IKD state {missing[:5]}: it was not made by ikd_yolo")
+            self.model.load_state_dict({k: v for k, v in saved.items()}, strict=False)
+        return ckpt
+
+    def get_validator(self):
+        """Ultralytics' validator re-checks args against its own keys: hand it args without the IKD keys."""
+        args = self.args
+        self.args = IterableSimpleNamespace(**{k: v for k, v in vars(args).items() if k not in KEYS})
+        try:
+            return super().get_validator()
+        finally:
+            self.args = args
+
+    def run_callbacks(self, event: str):
+        """Drive the IKD schedule and logging at epoch boundaries, then run the user's callbacks.
+
+        Done here rather than by registering callbacks: registered callbacks are pickled into multi-GPU workers
+        bound to this process's trainer.
+        """
+        if event == "on_train_epoch_start":
+            self._set_adversarial_phase()
+        elif event == "on_train_epoch_end":
+            self._log_epoch()
+        super().run_callbacks(event)
+
+    def adversarial_epochs(self) -> int:
+        """Number of epochs, from the first, during which the adversarial term is on."""
+        return round(self.ikd.adv_epochs * self.epochs) if self.ikd.adv_aug else 0
+
+    def _set_adversarial_phase(self) -> None:
+        model = unwrap_model(self.model)
+        active = self.epoch < self.adversarial_epochs()
+        changed = active != model.adv_active or self.epoch == self.start_epoch
+        if RANK in {-1, 0} and self.ikd.adv_aug and changed:
+            LOGGER.info(f"{PREFIX}adversarial feature term {'on' if active else 'off'} from epoch {self.epoch + 1}")
+        model.adv_active = active
+
+    def _log_epoch(self) -> None:
+        if RANK not in {-1, 0}:
+            return
+        aug = find_frequency_aug(self.train_loader.dataset)
+        if aug is not None:
+            self.freq_fractions = aug.pop_branch_fractions()
+            LOGGER.info(
+                f"{PREFIX}frequency augmentation this epoch: "
+                + ", ".join(f"{k} {v:.1%}" for k, v in self.freq_fractions.items())
+            )
+        model = unwrap_model(self.model)
+        if model.adv_skipped:
+            LOGGER.warning(f"{PREFIX}adversarial term skipped on {model.adv_skipped} batch(es): non-finite attack")
+            model.adv_skipped = 0
+
+    def save_metrics(self, metrics: dict):
+        """Add the frequency-augmentation branch fractions of the epoch to results.csv."""
+        if self.ikd.freq_aug:
+            metrics = {**metrics, **{f"freq/{k}": self.freq_fractions.get(k, 0.0) for k in ("noise", "crop")}}
+        super().save_metrics(metrics)

@@ -1,0 +1,48 @@
+"""IKD settings: defaults from cfg/ikd.yaml, validation errors that name the key, --help lists every key."""
+
+import pytest
+
+from ikd_yolo.cli import help_text, main
+from ikd_yolo.config import KEYS, IKDConfig, IKDSettingError, default_settings, settings_help
+
+
+def test_defaults_come_from_yaml_and_every_key_is_documented():
+    cfg = IKDConfig.from_mapping()
+    assert cfg.to_dict() == default_settings()
+    assert set(KEYS) == set(default_settings()) == set(settings_help())
+    assert cfg.freq_aug is True and cfg.adv_aug is True and cfg.kd_loss == "native"
+
+
+def test_overrides_and_unrelated_keys():
+    cfg = IKDConfig.from_mapping({"adv_steps": 3, "freq_aug": "false", "epochs": 7})
+    assert cfg.adv_steps == 3 and cfg.freq_aug is False
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("adv_steps", 1.5, "must be an int"),
+        ("adv_eps", -1, "out of range"),
+        ("adv_loss", "kl", "mse, l1, cwd"),
+        ("freq_aug", "yes", "True or False"),
+        ("kd_loss", "fitnet", "native"),
+        ("freq_noise_p", 2.0, "[0.0, 1.0]"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_fix(key, value, words):
+    with pytest.raises(IKDSettingError) as e:
+        IKDConfig.from_mapping({key: value})
+    assert f"'{key}=" in str(e.value) and words in str(e.value)
+
+
+def test_help_lists_every_ikd_key_with_its_default(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for key, value in default_settings().items():
+        assert f"{key}={value}" in out
+    assert out.strip() == help_text().strip()
+
+
+def test_cli_rejects_tokens_that_are_not_key_value():
+    with pytest.raises(SystemExit, match="not key=value"):
+        main(["data", "x.yaml"])

@@ -1,0 +1,94 @@
+"""A bad teacher is refused with an error that names the problem and the fix, before any training happens."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from ultralytics.nn.tasks import DetectionModel, SegmentationModel
+
+from ikd_yolo.data import CLASS_NAMES
+from ikd_yolo.teacher import TeacherError
+from ikd_yolo.trainer import IKDTrainer
+
+from .conftest import FAST
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path, names=CLASS_NAMES) -> Path:
+    """Write ``model`` the way Ultralytics stores checkpoints (fp16 EMA-less model plus train_args)."""
+    model.names = dict(enumerate(names))
+    torch.save({"model": model.half(), "train_args": {}, "epoch": -1}, path)
+    return path
+
+
+def make_trainer(data, teacher, project, **kw):
+    return IKDTrainer(
+        overrides=dict(data=str(data), model="yolov8n.yaml", teacher=str(teacher), epochs=1, project=str(project), **FAST, **kw)
+    )
+
+
+def refused(data, teacher, tmp_path, *words, **kw):
+    project = tmp_path / "runs"
+    with pytest.raises(TeacherError) as e:
+        make_trainer(data, teacher, project, **kw)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    assert not project.exists(), "a refused teacher must not leave a run folder behind"
+    return str(e.value)
+
+
+def test_missing_file(shapes_data, tmp_path):
+    refused(shapes_data, tmp_path / "nope.pt", tmp_path, "no such file", "nope.pt")
+
+
+def test_no_teacher(shapes_data, tmp_path):
+    with pytest.raises(TeacherError, match="No teacher given"):
+        IKDTrainer(overrides=dict(data=str(shapes_data), model="yolov8n.yaml", project=str(tmp_path), **FAST))
+
+
+def test_yaml_teacher(shapes_data, tmp_path):
+    refused(shapes_data, "yolov8s.yaml", tmp_path, "not trained weights")
+
+
+def test_unreadable_file(shapes_data, tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"definitely not a checkpoint")
+    refused(shapes_data, bad, tmp_path, "could not be read", "broken.pt")
+
+
+def test_segmentation_teacher(shapes_data, tmp_path):
+    seg = save_checkpoint(SegmentationModel("yolov8n-seg.yaml", nc=4, verbose=False), tmp_path / "seg.pt")
+    refused(shapes_data, seg, tmp_path, "'segment' model", "detection teacher")
+
+
+def test_class_count(shapes_data, tmp_path):
+    t = save_checkpoint(DetectionModel("yolov8n.yaml", nc=3, verbose=False), tmp_path / "nc3.pt", CLASS_NAMES[:3])
+    refused(shapes_data, t, tmp_path, "3 classes", "data yaml has 4")
+
+
+def test_class_names(shapes_data, tmp_path):
+    names = ("disc", "box", "cross", "triangle")
+    t = save_checkpoint(DetectionModel("yolov8n.yaml", nc=4, verbose=False), tmp_path / "names.pt", names)
+    refused(shapes_data, t, tmp_path, "class names differ", "'cross'")
+
+
+def test_input_channels(shapes_data, tmp_path):
+    t = save_checkpoint(DetectionModel("yolov8n.yaml", nc=4, ch=1, verbose=False), tmp_path / "gray.pt")
+    refused(shapes_data, t, tmp_path, "1-channel", "3 channel")
+
+
+def test_levels_and_strides(shapes_data, tmp_path):
+    """A P2-P5 teacher (4 levels, strides 4..32) cannot teach a P3-P5 student; refused before the first epoch."""
+    t = save_checkpoint(DetectionModel("yolov8n-p2.yaml", nc=4, verbose=False), tmp_path / "p2.pt")
+    trainer = make_trainer(shapes_data, t, tmp_path / "runs")
+    with pytest.raises(TeacherError, match=r"strides \[4, 8, 16, 32\].*strides \[8, 16, 32\]"):
+        trainer.train()
+    assert not (trainer.save_dir / "results.csv").exists()
+
+
+def test_two_different_teachers(shapes_data, teacher_pt, tmp_path):
+    refused(shapes_data, teacher_pt, tmp_path, "disagree", distill_model=str(tmp_path / "other.pt"))
+
+
+def test_autobatch_refused(shapes_data, teacher_pt, tmp_path):
+    with pytest.raises(ValueError, match="AutoBatch"):
+        IKDTrainer(overrides=dict(data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), batch=-1))
