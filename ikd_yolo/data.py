@@ -77,7 +77,7 @@ def _sample_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list
     labels = []
     for k in range(n):
         if all_small or k > 0 and rng.random() < 0.5:
-            side = rng.uniform(max(5, 0.025 * size), small_max)
+            side = rng.uniform(min(max(5.0, 0.025 * size), small_max - 1), small_max)
         elif rng.random() < 0.5:
             side = rng.uniform(np.sqrt(SMALL_AREA) * size * 1.1, np.sqrt(MEDIUM_AREA) * size)
         else:

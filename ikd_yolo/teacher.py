@@ -62,6 +62,12 @@ def load_teacher(teacher: str | Path | None) -> nn.Module:
         ) from e
     if isinstance(model, DistillationModel):  # an interrupted distillation run: its student is the model
         model = model.student_model
+    task = guess_model_task(getattr(model, "yaml", model))  # from the head in its yaml, not its stored args
+    if task != "detect" or not isinstance(model, DetectionModel) or type(_detect_head(model)) is not Detect:
+        raise TeacherError(
+            f"teacher={teacher} is a '{task}' model ({type(model).__name__}); IKD needs a detection teacher. Pass a "
+            "detection checkpoint (e.g. yolo11x.pt, not yolo11x-seg.pt / -pose / -obb / -cls)."
+        )
     return model.float().eval()
 
 
@@ -71,12 +77,6 @@ def _detect_head(model: nn.Module) -> Detect:
 
 def check_teacher_data(teacher: nn.Module, data: dict, source: str = "teacher") -> None:
     """Check the teacher's task, classes and input channels against the dataset dict from the data yaml."""
-    task = getattr(teacher, "task", None) or guess_model_task(teacher)
-    if task != "detect" or not isinstance(teacher, DetectionModel) or type(_detect_head(teacher)) is not Detect:
-        raise TeacherError(
-            f"{source} is a '{task}' model ({type(teacher).__name__}); IKD needs a detection teacher. Pass a "
-            "detection checkpoint (e.g. yolo11x.pt, not yolo11x-seg.pt / -pose / -obb / -cls)."
-        )
     names = {int(k): str(v) for k, v in dict(getattr(teacher, "names", {})).items()}
     data_names = {int(k): str(v) for k, v in dict(data["names"]).items()}
     if len(names) != int(data["nc"]):

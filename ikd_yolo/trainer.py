@@ -19,6 +19,7 @@ from copy import copy
 
 import yaml
 from ultralytics.cfg import cfg2dict
+from ultralytics.data.utils import check_det_dataset
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, IterableSimpleNamespace, colorstr
@@ -104,6 +105,8 @@ class IKDTrainer(DetectionTrainer):
         # a new run loads and checks its teacher before Ultralytics creates the run folder; a resumed one after
         # Ultralytics has read the checkpoint's arguments, where the teacher path is stored
         teacher = None if overrides.get("resume") else load_teacher(overrides.get("distill_model"))
+        if teacher is not None and overrides.get("data"):
+            check_teacher_data(teacher, check_det_dataset(overrides["data"]), f"teacher={overrides['distill_model']}")
         batch = overrides.get("batch", 16)
         if isinstance(batch, (int, float)) and batch < 1:
             raise ValueError(
@@ -116,7 +119,7 @@ class IKDTrainer(DetectionTrainer):
         self.ikd = IKDConfig.from_mapping(vars(self.args))  # final values: a resumed run takes its checkpoint's
         self.teacher = teacher if teacher is not None else load_teacher(self.args.distill_model)
         check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
-        self.args.augmentations = frequency_augmentations(self.args.augmentations, self.ikd)
+        self.args.augmentations = frequency_augmentations(getattr(self.args, "augmentations", None), self.ikd)
         self.freq_fractions: dict[str, float] = {}
         if RANK in {-1, 0}:
             (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(self.ikd.to_dict(), sort_keys=False))

@@ -1,0 +1,148 @@
+"""Sample-specific frequency augmentation (IKD, mechanism 1) as one albumentations transform.
+
+The reference implementation (the IKD authors' mmdetection fork) picks the augmentation of each training sample
+from the sizes of its objects:
+
+- every object is *small* (box area below ``small_object_area`` of the image; COCO's 32x32 px at 640x640 is
+  0.0025): with probability ``noise_p`` the whole image gets Gaussian noise (ImageNet-C ``gaussian_noise``,
+  severity 1: sigma 0.08 on a 0..1 image) -- extra high-frequency energy, where small objects live;
+- at least one object is medium or large: with probability ``crop_p`` a window keeping a fraction in
+  [``crop_min_side``, 1] of each side is cropped at a random position and resized back to the input size (YOLO
+  batches need one size) -- a zoom that moves content to lower spatial frequencies and removes border context;
+- no objects: left alone.
+
+In Ultralytics the transform runs inside ``Albumentations`` at the end of ``v8_transforms``, after mosaic and
+affine, so the rule sees the boxes of the final training sample in training pixels, and ``small_object_area``
+is a fraction of the training image: 0.0025 is 32x32 px at imgsz 640 and 16x16 px at imgsz 320.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from albumentations.core.transforms_interface import DualTransform
+
+BRANCHES = ("none", "noise", "crop")
+
+
+def choose_branch(box_areas: np.ndarray, small_object_area: float) -> str:
+    """Which branch a sample may take: ``noise`` if all boxes are small, ``crop`` if any is not, else ``none``.
+
+    Args:
+        box_areas: Box areas as fractions of the image area.
+        small_object_area: Threshold below which a box is small (a box exactly at the threshold is not small).
+    """
+    box_areas = np.asarray(box_areas, dtype=np.float64)
+    if box_areas.size == 0:
+        return "none"
+    return "noise" if bool((box_areas < small_object_area).all()) else "crop"
+
+
+def _check_fraction(name: str, value: float, low: float = 0.0, low_open: bool = False) -> float:
+    value = float(value)
+    if not (low < value <= 1.0 if low_open else low <= value <= 1.0):
+        bound = f"({low}, 1]" if low_open else f"[{low}, 1]"
+        raise ValueError(f"SizeAwareFrequencyAug: {name}={value} must be in {bound}")
+    return value
+
+
+class SizeAwareFrequencyAug(DualTransform):
+    """Gaussian noise for all-small samples, zoom crop for samples with a medium or large object.
+
+    Args:
+        small_object_area: Box area, as a fraction of the image area, below which an object is small.
+        noise_p: Probability of the noise branch on an all-small sample.
+        noise_sigma: Noise standard deviation on a 0..1 scale.
+        crop_p: Probability of the crop branch on a sample with a non-small object.
+        crop_min_side: Smallest fraction of each side the crop keeps.
+        p: Probability of applying the transform at all.
+    """
+
+    def __init__(
+        self,
+        small_object_area: float = 0.0025,
+        noise_p: float = 0.3,
+        noise_sigma: float = 0.08,
+        crop_p: float = 1.0,
+        crop_min_side: float = 0.8,
+        p: float = 1.0,
+    ):
+        super().__init__(p=p)
+        self.small_object_area = _check_fraction("small_object_area", small_object_area, low_open=True)
+        self.noise_p = _check_fraction("noise_p", noise_p)
+        self.noise_sigma = _check_fraction("noise_sigma", noise_sigma)
+        self.crop_p = _check_fraction("crop_p", crop_p)
+        self.crop_min_side = _check_fraction("crop_min_side", crop_min_side, low_open=True)
+        # (none, noise, crop) counts shared with forked DataLoader workers, read by the trainer once per epoch
+        self.branch_counts = torch.zeros(len(BRANCHES), dtype=torch.int64).share_memory_()
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("small_object_area", "noise_p", "noise_sigma", "crop_p", "crop_min_side")
+
+    @property
+    def targets_as_params(self) -> list[str]:
+        return ["bboxes"]
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        boxes = np.asarray(data.get("bboxes", []), dtype=np.float64)
+        boxes = boxes.reshape(-1, boxes.shape[-1]) if boxes.size else np.zeros((0, 4))
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if len(boxes) else np.zeros(0)
+        candidate = choose_branch(areas, self.small_object_area)
+        branch = "none"
+        if candidate == "noise" and self.py_random.random() < self.noise_p:
+            branch = "noise"
+        elif candidate == "crop" and self.py_random.random() < self.crop_p:
+            branch = "crop"
+        self.branch_counts[BRANCHES.index(branch)] += 1
+        out: dict[str, Any] = {"branch": branch, "window": (0.0, 0.0, 1.0, 1.0), "noise_seed": 0}
+        if branch == "crop":
+            fw = self.py_random.uniform(self.crop_min_side, 1.0)
+            fh = self.py_random.uniform(self.crop_min_side, 1.0)
+            x0 = self.py_random.uniform(0.0, 1.0 - fw)
+            y0 = self.py_random.uniform(0.0, 1.0 - fh)
+            out["window"] = (x0, y0, x0 + fw, y0 + fh)  # normalised x_min, y_min, x_max, y_max
+        elif branch == "noise":
+            out["noise_seed"] = self.py_random.randrange(2**31)
+        return out
+
+    def apply(self, img: np.ndarray, branch: str = "none", window=(0.0, 0.0, 1.0, 1.0), noise_seed: int = 0, **_):
+        if branch == "noise":
+            rng = np.random.default_rng(noise_seed)
+            noise = rng.standard_normal(img.shape, dtype=np.float32) * (self.noise_sigma * 255.0)
+            return np.clip(img.astype(np.float32) + noise, 0, 255).astype(img.dtype)
+        if branch == "crop":
+            h, w = img.shape[:2]
+            x0, y0, x1, y1 = window
+            crop = img[int(round(y0 * h)) : int(round(y1 * h)), int(round(x0 * w)) : int(round(x1 * w))]
+            out = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+            return out.reshape(img.shape)
+        return img
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, branch: str = "none", window=(0.0, 0.0, 1.0, 1.0), **_):
+        if branch != "crop" or not len(bboxes):
+            return bboxes
+        x0, y0, x1, y1 = window
+        out = np.array(bboxes, dtype=np.float64, copy=True)
+        out[:, [0, 2]] = ((out[:, [0, 2]] - x0) / (x1 - x0)).clip(0, 1)
+        out[:, [1, 3]] = ((out[:, [1, 3]] - y0) / (y1 - y0)).clip(0, 1)
+        return out.astype(np.asarray(bboxes).dtype)
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, branch: str = "none", window=(0.0, 0.0, 1.0, 1.0), **params):
+        if branch != "crop" or not len(keypoints):
+            return keypoints
+        h, w = params["shape"][:2]
+        x0, y0, x1, y1 = window
+        out = np.array(keypoints, copy=True)
+        out[:, 0] = (out[:, 0] - x0 * w) / (x1 - x0)
+        out[:, 1] = (out[:, 1] - y0 * h) / (y1 - y0)
+        return out
+
+    def pop_branch_fractions(self) -> dict[str, float]:
+        """Fraction of samples per branch since the last call; resets the counts."""
+        counts = self.branch_counts.clone()
+        self.branch_counts.zero_()
+        total = int(counts.sum())
+        return {b: (int(c) / total if total else 0.0) for b, c in zip(BRANCHES, counts)}
