@@ -65,7 +65,7 @@ def diversify(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 def _uniform(generator: torch.Generator | None) -> float:
     """One U[0, 1) draw from ``generator`` (CPU), or from torch's global CPU RNG when None."""
-    return float(torch.rand((), generator=generator))
+    return float(torch.rand(()))
 
 
 def _round_into_ball(x32: torch.Tensor, clean: torch.Tensor, clean32: torch.Tensor, eps: float) -> torch.Tensor:
@@ -272,7 +272,7 @@ class TeacherClsLoss:
         targets = {
             "batch_idx": batch["batch_idx"],
             "cls": batch["cls"],
-            "bboxes": bboxes,  # top-left anchored shrink: xywh * scale
+            "bboxes": bboxes * scale if scale != 1.0 else bboxes,  # top-left anchored shrink: xywh * scale
         }
         param = next(self.teacher.parameters())
         if x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
