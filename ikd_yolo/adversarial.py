@@ -65,7 +65,7 @@ def diversify(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 def _uniform(generator: torch.Generator | None) -> float:
     """One U[0, 1) draw from ``generator`` (CPU), or from torch's global CPU RNG when None."""
-    return float(torch.rand(()))
+    return float(torch.rand((), generator=generator))
 
 
 def _round_into_ball(x32: torch.Tensor, clean: torch.Tensor, clean32: torch.Tensor, eps: float) -> torch.Tensor:

@@ -1,0 +1,152 @@
+"""The size-aware frequency augmentation: the rule, the spectra it changes, boxes, serialisation, seeding."""
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+from ultralytics.data.augment import Albumentations
+from ultralytics.utils.instance import Instances
+
+from ikd_yolo.frequency import SizeAwareFrequencyAug, choose_branch
+
+
+def natural_image(size=256, channels=3) -> np.ndarray:
+    """A smooth scene: gradients and a few soft-edged shapes (little high-frequency energy, like a photo)."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = np.stack([120 + 80 * xx, 90 + 100 * yy, 160 - 60 * xx * yy], -1)
+    img = np.ascontiguousarray(img.astype(np.uint8))
+    cv2.circle(img, (80, 90), 40, (30, 200, 60), -1)
+    cv2.rectangle(img, (140, 130), (220, 210), (200, 40, 40), -1)
+    img = cv2.GaussianBlur(img, (7, 7), 2)
+    return img if channels == 3 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[..., None]
+
+
+def high_freq_share(img: np.ndarray, radius: float = 0.25) -> float:
+    """Share of spectral energy (DC removed) above ``radius`` x Nyquist in the grayscale image."""
+    g = img.astype(np.float64).mean(-1) if img.ndim == 3 else img.astype(np.float64)
+    f = np.fft.fftshift(np.abs(np.fft.fft2(g - g.mean())) ** 2)
+    h, w = g.shape
+    fy, fx = np.meshgrid(np.linspace(-1, 1, h, endpoint=False), np.linspace(-1, 1, w, endpoint=False), indexing="ij")
+    return float(f[np.hypot(fy, fx) > radius].sum() / f.sum())
+
+
+def labels_for(img, boxes_xyxy):
+    boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+    return {
+        "img": img.copy(),
+        "cls": np.arange(len(boxes), dtype=np.float32).reshape(-1, 1),
+        "instances": Instances(bboxes=boxes, segments=np.zeros((0, 1000, 2)), bbox_format="xyxy", normalized=False),
+    }
+
+
+def run(transform, img, boxes):
+    """Apply through Ultralytics' wrapper as v8_transforms does; return image and xyxy pixel boxes."""
+    out = Albumentations(p=1.0, transforms=[transform])(labels_for(img, boxes))
+    inst = out["instances"]
+    inst.convert_bbox("xyxy")
+    inst.denormalize(*out["img"].shape[:2][::-1])
+    return out["img"], inst.bboxes
+
+
+SMALL = [[20, 20, 30, 30], [100, 150, 111, 160]]  # 10x10 and 11x10 px on 256x256: below 0.25 % of the area
+LARGE = [[20, 20, 30, 30], [60, 60, 200, 220]]
+
+
+def test_rule_on_crafted_label_sets():
+    t = 0.0025
+    assert choose_branch(np.array([0.001, 0.002]), t) == "noise"
+    assert choose_branch(np.array([0.001, 0.3]), t) == "crop"
+    assert choose_branch(np.array([0.0025]), t) == "crop"  # at the threshold: not small (COCO: area < 32^2)
+    assert choose_branch(np.array([0.00249]), t) == "noise"
+    assert choose_branch(np.zeros(0), t) == "none"
+
+
+def test_noise_branch_raises_high_frequency_share():
+    img = natural_image()
+    before = high_freq_share(img)
+    out, boxes = run(SizeAwareFrequencyAug(noise_p=1.0), img, SMALL)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert high_freq_share(out) >= 3 * before, (before, high_freq_share(out))  # measured: about 50x
+    np.testing.assert_allclose(boxes, SMALL, atol=0.01)  # noise does not move boxes
+    residual = out.astype(np.float64) - img
+    assert 0.06 * 255 < residual.std() < 0.09 * 255  # sigma 0.08 on a 0..1 image, minus a little clipping
+
+
+def test_crop_branch_keeps_spectrum_and_size():
+    img = natural_image()
+    before = high_freq_share(img)
+    out, _ = run(SizeAwareFrequencyAug(crop_p=1.0, noise_p=1.0), img, LARGE)
+    assert out.shape == img.shape
+    assert not np.array_equal(out, img)
+    assert before / 1.5 < high_freq_share(out) < before * 1.5  # a zoom of at most 1.25x: the share barely moves
+
+
+def test_crop_boxes_match_hand_computed():
+    t = SizeAwareFrequencyAug(crop_p=1.0)
+    window = (0.1, 0.2, 0.9, 1.0)  # keeps 80 % of each side, offset (0.1, 0.2)
+    boxes = np.array([[0.1, 0.2, 0.5, 0.6, 0, 0], [0.0, 0.0, 0.05, 0.1, 1, 1], [0.8, 0.9, 1.0, 1.0, 2, 2]])
+    out = t.apply_to_bboxes(boxes, branch="crop", window=window)
+    expected = np.array(
+        [[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0], [0.875, 0.875, 1.0, 1.0]]  # (x-0.1)/0.8, (y-0.2)/0.8, clipped
+    )
+    np.testing.assert_allclose(out[:, :4], expected, atol=1e-6)
+    np.testing.assert_array_equal(out[:, 4:], boxes[:, 4:])  # label columns untouched
+    img = natural_image(100)
+    zoomed = t.apply(img, branch="crop", window=window)
+    np.testing.assert_array_equal(zoomed, cv2.resize(img[20:100, 10:90], (100, 100), interpolation=cv2.INTER_LINEAR))
+
+
+def test_crop_through_wrapper_drops_boxes_that_leave_and_keeps_border_boxes():
+    img = natural_image()
+    for seed in range(5):
+        t = SizeAwareFrequencyAug(crop_p=1.0, crop_min_side=0.8)
+        t.set_random_seed(seed)
+        border = [[0, 0, 256, 256], [0, 100, 3, 110], [200, 200, 256, 256]]  # full-image, a thin box on the edge
+        out, boxes = run(t, img, border)
+        assert out.shape == img.shape
+        assert len(boxes) >= 1 and (boxes >= 0).all() and (boxes <= 256).all()
+        np.testing.assert_allclose(boxes[0], [0, 0, 256, 256], atol=0.5)  # the full-image box stays full
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_no_labels_and_channels(channels):
+    img = natural_image(channels=channels)
+    out, boxes = run(SizeAwareFrequencyAug(noise_p=1.0, crop_p=1.0), img, np.zeros((0, 4)))
+    assert np.array_equal(out, img) and len(boxes) == 0  # no objects: left alone
+    out, _ = run(SizeAwareFrequencyAug(noise_p=1.0), img, SMALL)
+    assert out.shape == img.shape and not np.array_equal(out, img)
+    out, _ = run(SizeAwareFrequencyAug(crop_p=1.0), img, LARGE)
+    assert out.shape == img.shape
+
+
+def test_serialisation_round_trip_and_seeding():
+    t = SizeAwareFrequencyAug(small_object_area=0.01, noise_p=0.7, noise_sigma=0.05, crop_p=0.4, crop_min_side=0.9)
+    d = A.to_dict(t)
+    t2 = A.from_dict(d)
+    assert isinstance(t2, SizeAwareFrequencyAug) and A.to_dict(t2) == d
+    img = natural_image()
+    comp = A.Compose([A.from_dict(d)], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["c"]), seed=3)
+    comp2 = A.Compose([A.from_dict(d)], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["c"]), seed=3)
+    comp3 = A.Compose([A.from_dict(d)], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["c"]), seed=4)
+    a = [comp(image=img, bboxes=SMALL, c=[0, 1])["image"] for _ in range(6)]
+    b = [comp2(image=img, bboxes=SMALL, c=[0, 1])["image"] for _ in range(6)]
+    c = [comp3(image=img, bboxes=SMALL, c=[0, 1])["image"] for _ in range(6)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # same seed: same samples
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))  # another seed: other samples
+
+
+def test_branch_counts_and_fractions():
+    t = SizeAwareFrequencyAug(noise_p=1.0, crop_p=1.0)
+    w = Albumentations(p=1.0, transforms=[t])
+    inner = next(x for x in w.transform.transforms if isinstance(x, SizeAwareFrequencyAug))
+    img = natural_image()
+    for boxes in (SMALL, SMALL, LARGE, np.zeros((0, 4))):
+        w(labels_for(img, boxes))
+    assert inner.pop_branch_fractions() == {"none": 0.25, "noise": 0.5, "crop": 0.25}
+    assert inner.pop_branch_fractions() == {"none": 0.0, "noise": 0.0, "crop": 0.0}
+
+
+@pytest.mark.parametrize("kw", [{"noise_p": 1.5}, {"small_object_area": 0}, {"crop_min_side": 0}, {"noise_sigma": -1}])
+def test_bad_arguments_named(kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        SizeAwareFrequencyAug(**kw)
