@@ -17,11 +17,11 @@ teacher's *classification* loss on the batch's ground truth:
   ``x = x + step * sign(m)``; project onto ``[clean - eps, clean + eps]`` and clip to ``[0, 1]``.
 - defaults: ``eps = 8/255``, ``step = 2/255``, 5 steps, ``decay = 1.0``, ``di_prob = 0.5``, ``di_rate = 0.9``.
 
-**Reference.** The IKD authors generate the adversarial images *offline*, once, on the unaugmented training set,
-with ``tools/ta_GT.py`` + ``difgsm.py`` in their mmdetection fork. Here the attack runs *online*, inside the
-loss computation, on the current (already augmented) batch, so every epoch sees fresh adversarial images that
-match the augmentation actually applied; the price is ``steps`` extra teacher forward/backward passes per batch
-on the attacked fraction.
+**Reference.** The IKD authors generate the adversarial images *offline*, before training, with
+``tools/ta_GT.py`` + ``difgsm.py`` in their mmdetection fork. Here the attack runs *online*, inside the loss
+computation, on the current (already augmented) batch, so the adversarial images always match the augmentation
+actually applied; the price is ``steps`` extra teacher forward/backward passes per batch on the attacked
+fraction.
 
 **Gradients go to the input only.** The attack uses ``torch.autograd.grad(loss, x_adv)`` and never ``.backward()``,
 so no parameter's ``.grad`` is touched by it: the teacher's weights and BatchNorm statistics stay exactly as they
@@ -289,7 +289,10 @@ class TeacherClsLoss:
         if isinstance(criterion, E2ELoss):
             raw = criterion.one2many.parse_output(preds)
             o2m = criterion.final_o2m if self.e2e_o2m is None else self.e2e_o2m
-            branches = [(criterion.one2many, raw.get("one2many"), o2m), (criterion.one2one, raw.get("one2one"), 1 - o2m)]
+            branches = [
+                (criterion.one2many, raw.get("one2many"), o2m),
+                (criterion.one2one, raw.get("one2one"), 1.0 - o2m),
+            ]
             present = [(c, p, w) for c, p, w in branches if p]
             if len(present) == 1:  # a fused head keeps a single branch
                 present = [(present[0][0], present[0][1], 1.0)]

@@ -58,7 +58,13 @@ def batch() -> dict:
         "batch_idx": torch.tensor([0.0, 0.0, 1.0, 2.0, 3.0]),
         "cls": torch.tensor([[0.0], [1.0], [2.0], [0.0], [1.0]]),
         "bboxes": torch.tensor(
-            [[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5], [0.2, 0.7, 0.2, 0.3], [0.7, 0.3, 0.3, 0.3]]
+            [
+                [0.3, 0.3, 0.2, 0.2],
+                [0.6, 0.6, 0.3, 0.4],
+                [0.5, 0.5, 0.5, 0.5],
+                [0.2, 0.7, 0.2, 0.3],
+                [0.7, 0.3, 0.3, 0.3],
+            ]
         ),
     }
 
@@ -280,7 +286,8 @@ def test_bf16_teacher_autocast_and_bf16_tensors(teacher, batch):
         adv = mi_di_fgsm(lambda x, s: loss(x, batch, s), img, steps=2, di_prob=0.5)
     _assert_bounds(adv, img)
     assert not torch.equal(adv, img)
-    adv = mi_di_fgsm(lambda x, s: loss(x, batch, s), img, steps=2, di_prob=0.0)  # no autocast: cast for the fp32 teacher
+    # no autocast: TeacherClsLoss casts the bf16 input for the fp32 teacher
+    adv = mi_di_fgsm(lambda x, s: loss(x, batch, s), img, steps=2, di_prob=0.0)
     _assert_bounds(adv, img)
     assert not torch.equal(adv, img)
 
