@@ -1,0 +1,98 @@
+"""IKDDistillationModel on a fixed batch: the adversarial term's gradients, BatchNorm statistics, loss decrease."""
+
+import copy
+
+import torch
+from ultralytics.cfg import get_cfg
+from ultralytics.nn.tasks import DetectionModel
+
+from ikd_yolo.config import IKDConfig
+from ikd_yolo.model import IKDDistillationModel, frozen_bn_statistics
+
+
+def make_model(**ikd):
+    torch.manual_seed(0)
+    args = get_cfg(overrides={"imgsz": 64})
+    teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
+    student = DetectionModel("yolov8n.yaml", nc=4, verbose=False)
+    student.args = args
+    cfg = IKDConfig.from_mapping({"adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **ikd})
+    model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=cfg)
+    model.args = args
+    return model.train()
+
+
+def make_batch(n=4, size=64):
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.5, 0.4], [0.2, 0.7, 0.06, 0.06]])
+    return {
+        "img": torch.rand(n, 3, size, size, generator=g),
+        "batch_idx": torch.arange(n).repeat_interleave(3).float(),
+        "cls": torch.tensor([0.0, 1.0, 2.0]).repeat(n).view(-1, 1),
+        "bboxes": boxes.repeat(n, 1),
+    }
+
+
+def test_adversarial_term_trains_student_and_projector_only():
+    model = make_model(adv_weight=1.0)
+    teacher_before = copy.deepcopy(model.teacher_model.state_dict())
+    term = model.adversarial_feature_loss(make_batch())
+    assert term.item() > 0 and torch.isfinite(term).all()
+    term.sum().backward()
+    assert all(p.grad is None for p in model.teacher_model.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
+    assert all(p.grad is not None for p in model.projector.parameters())
+    for k, v in model.teacher_model.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+
+
+def test_loss_items_and_inactive_phase():
+    model = make_model()
+    batch = make_batch()
+    loss, items = model(batch)
+    assert loss.shape == (5,) and set(items) >= {"box_loss", "cls_loss", "dfl_loss", "dis_loss", "adv_loss"}
+    assert items["adv_loss"].item() > 0
+    model.adv_active = False
+    loss, items = model(batch)
+    assert items["adv_loss"].item() == 0 and loss[-1].item() == 0
+    model.eval()
+    loss, items = model(batch)
+    assert "adv_loss" in items and items["adv_loss"].item() == 0
+
+
+def test_adversarial_forward_leaves_bn_running_stats():
+    model = make_model()
+    stats = {k: v.clone() for k, v in model.student_model.state_dict().items() if "running" in k}
+    with frozen_bn_statistics(model.student_model):
+        model.student_model(torch.rand(2, 3, 64, 64))
+    for k, v in model.student_model.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, stats[k]), k
+    model.student_model(torch.rand(2, 3, 64, 64))  # outside the context the statistics do move
+    assert any(not torch.equal(v, stats[k]) for k, v in model.student_model.state_dict().items() if "running" in k)
+
+
+def test_distillation_terms_decrease_on_a_fixed_batch():
+    """Training the student and projector pulls both KD terms down (the detection terms on random images need not)."""
+    model = make_model()
+    batch = make_batch()
+    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("teacher_model.")]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    history = []
+    for _ in range(8):
+        loss, items = model(batch)
+        assert torch.isfinite(loss).all()
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+        history.append((items["dis_loss"].item(), items["adv_loss"].item()))
+    (dis0, adv0), (dis1, adv1) = history[0], history[-1]
+    assert adv0 > 0 and dis0 > 0
+    assert dis1 < 0.5 * dis0 and adv1 < 0.5 * adv0, history
+
+
+def test_bf16_autocast_step_is_finite():
+    model = make_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, items = model(make_batch(n=2))
+    assert torch.isfinite(loss).all() and model.adv_skipped == 0
