@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
+from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
@@ -20,8 +21,20 @@ class IKDSettingError(ValueError):
     """An IKD setting has a wrong type or value; the message names the key and the accepted values."""
 
 
+def cfg_file(name: str) -> Path:
+    """A file of the project's ``cfg/`` folder, installed as the package ``ikd_yolo.cfg``.
+
+    Falls back to the source tree's ``cfg/`` when ``ikd_yolo`` is imported from a checkout that shadows a regular
+    (non-editable) install, e.g. ``python run.py`` run from the repository root.
+    """
+    try:
+        return Path(str(resources.files("ikd_yolo.cfg") / name))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "cfg" / name
+
+
 def _yaml_text() -> str:
-    return (resources.files("ikd_yolo.cfg") / "ikd.yaml").read_text()
+    return cfg_file("ikd.yaml").read_text()
 
 
 def default_settings() -> dict[str, Any]:
@@ -41,7 +54,16 @@ def settings_help() -> dict[str, str]:
 
 # Accepted values per key: a type plus an inclusive numeric range or a set of choices.
 _RULES: dict[str, tuple[type, Any]] = {
-    "kd_loss": (str, ("native",)),
+    "kd_loss": (str, ("native", "cwd", "mgd", "fgd")),
+    "kd_cwd_tau": (float, (1e-3, 100.0)),
+    "kd_cwd_weight": (float, (0.0, 1e6)),
+    "kd_mgd_alpha": (float, (0.0, 1e6)),
+    "kd_mgd_lambda": (float, (0.0, 0.99)),
+    "kd_fgd_temp": (float, (1e-3, 100.0)),
+    "kd_fgd_alpha": (float, (0.0, 1e6)),
+    "kd_fgd_beta": (float, (0.0, 1e6)),
+    "kd_fgd_gamma": (float, (0.0, 1e6)),
+    "kd_fgd_lambda": (float, (0.0, 1e6)),
     "freq_aug": (bool, None),
     "freq_small_area": (float, (0.0, 1.0)),
     "freq_noise_p": (float, (0.0, 1.0)),
@@ -95,6 +117,15 @@ class IKDConfig:
     """Validated IKD settings. Build with :meth:`from_mapping`; see ``cfg/ikd.yaml`` for each key's meaning."""
 
     kd_loss: str
+    kd_cwd_tau: float
+    kd_cwd_weight: float
+    kd_mgd_alpha: float
+    kd_mgd_lambda: float
+    kd_fgd_temp: float
+    kd_fgd_alpha: float
+    kd_fgd_beta: float
+    kd_fgd_gamma: float
+    kd_fgd_lambda: float
     freq_aug: bool
     freq_small_area: float
     freq_noise_p: float

@@ -9,14 +9,14 @@ IKD, validates all three with Ultralytics' validator and prints their mAP side b
 from __future__ import annotations
 
 import time
-from importlib import resources
 from pathlib import Path
 
+from .config import cfg_file
 from .data import make_shapes_dataset
 
 DEMO_DATA = dict(n_train=256, n_val=64, imgsz=128, seed=0)
 TEACHER_ASSET = Path(__file__).parent / "assets" / "demo_teacher.pt"
-STUDENT_CFG = str(resources.files("ikd_yolo.cfg") / "yolov8-pico.yaml")
+STUDENT_CFG = str(cfg_file("yolov8-pico.yaml"))
 # Shared by the teacher, the plain student and the IKD student: short, CPU-sized, from scratch.
 COMMON = dict(imgsz=128, batch=16, workers=2, warmup_epochs=0, close_mosaic=5, seed=0, deterministic=False)
 TEACHER_EPOCHS = 150

@@ -2,7 +2,14 @@
 
 Ultralytics' ``DistillationModel`` already does the clean-image part: frozen teacher, forward hooks on the Detect
 inputs of both networks, a trained 1x1 projector per level, score-weighted L2 (weight ``dis``), teacher stripped
-from checkpoints, and a zero ``dis_loss`` in eval mode so validation columns line up. This subclass adds one thing:
+from checkpoints, and a zero ``dis_loss`` in eval mode so validation columns line up. This subclass adds two things:
+
+**Choice of clean-image KD loss** (``kd_loss``). ``native`` keeps Ultralytics' term untouched (``super().loss``).
+``cwd``, ``mgd`` and ``fgd`` (:mod:`ikd_yolo.kd_losses`) replace it: the same teacher and student forwards and
+detection loss, then the chosen loss on the projected student features vs the teacher's, reported as
+``dis_loss`` (weighted by its own ``kd_*`` keys; ``dis`` is the native term's weight only). Its trainable parts
+(MGD's generation blocks, FGD's global-context blocks) are the submodule ``kd_module``, so the optimizer, the EMA,
+checkpoints and resume carry them like the projector.
 
 **Adversarial feature augmentation.** A fraction of the current (already augmented) batch is attacked with
 MI-DI-FGSM against the frozen teacher's classification loss on the batch's ground truth
@@ -31,6 +38,7 @@ from ultralytics.nn.distill_model import DistillationModel
 
 from .adversarial import AttackFailed, TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
+from .kd_losses import build_kd_module
 from .losses import feature_loss
 
 # The teacher's classification loss is multiplied by this before its input gradient is taken: the gradient is
@@ -81,6 +89,9 @@ class IKDDistillationModel(DistillationModel):
         self.adv_active = ikd.adv_aug
         self.adv_skipped = 0
         self._teacher_loss: TeacherClsLoss | None = None
+        channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
+        kd_module = build_kd_module(ikd, channels)
+        self.kd_module = kd_module.to(next(self.projector.parameters()).device) if kd_module is not None else None
 
     def __getstate__(self):
         """Drop the cached teacher criterion: it references the teacher, which must not reach EMA or checkpoints."""
@@ -89,13 +100,33 @@ class IKDDistillationModel(DistillationModel):
         return state
 
     def loss(self, batch: dict, preds=None):
-        """Detection loss + clean feature KD (Ultralytics) + adversarial feature KD; ``adv_loss`` is always emitted."""
-        loss, items = super().loss(batch, preds)
+        """Detection loss + clean feature KD (``kd_loss``) + adversarial feature KD; ``adv_loss`` is always emitted."""
+        if self.kd_module is None or not self.training:  # native, and every kd_loss in eval mode (zero dis_loss)
+            loss, items = super().loss(batch, preds)
+        else:
+            loss, items = self.clean_kd_loss(batch)
         adv = torch.zeros(1, device=batch["img"].device)
         if self.training and self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0:
             adv = self.adversarial_feature_loss(batch) * self.ikd.adv_weight
         items["adv_loss"] = adv.detach()
         return torch.cat([loss, adv * batch["img"].shape[0]]), items
+
+    def clean_kd_loss(self, batch: dict):
+        """``DistillationModel.loss``'s training path with ``kd_module`` in place of the score-weighted L2."""
+        self._teacher_feats.clear()
+        self._student_feats.clear()
+        with torch.no_grad():
+            self.teacher_model(batch["img"])  # hooks capture teacher features
+        preds = self.student_model(batch["img"])  # hooks capture student features
+        regular_loss, loss_items = self.student_model.loss(batch, preds)
+        levels = range(len(self.feats_idx) - 1)  # the last tapped layer is the Detect head itself
+        students = [self.projector[i](self.decouple_outputs(self._student_feats[i])) for i in levels]
+        teachers = [self.decouple_outputs(self._teacher_feats[i]) for i in levels]
+        self._teacher_feats.clear()
+        self._student_feats.clear()
+        kd = self.kd_module(students, teachers, batch).reshape(1)
+        loss_items["dis_loss"] = kd.detach()
+        return torch.cat([regular_loss, kd * batch["img"].shape[0]]), loss_items
 
     def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
         """Attack part of the batch against the teacher and match student to teacher features on it."""

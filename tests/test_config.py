@@ -13,6 +13,13 @@ def test_defaults_come_from_yaml_and_every_key_is_documented():
     assert cfg.freq_aug is True and cfg.adv_aug is True and cfg.kd_loss == "native"
 
 
+def test_kd_loss_choices_and_keys():
+    cfg = IKDConfig.from_mapping({"kd_loss": "fgd", "kd_fgd_temp": 1, "kd_mgd_lambda": 0.5})
+    assert cfg.kd_loss == "fgd" and cfg.kd_fgd_temp == 1.0 and isinstance(cfg.kd_fgd_temp, float)
+    for name in ("native", "cwd", "mgd", "fgd"):
+        assert IKDConfig.from_mapping({"kd_loss": name}).kd_loss == name
+
+
 def test_overrides_and_unrelated_keys():
     cfg = IKDConfig.from_mapping({"adv_steps": 3, "freq_aug": "false", "epochs": 7})
     assert cfg.adv_steps == 3 and cfg.freq_aug is False
@@ -25,7 +32,16 @@ def test_overrides_and_unrelated_keys():
         ("adv_eps", -1, "out of range"),
         ("adv_loss", "kl", "mse, l1, cwd"),
         ("freq_aug", "yes", "True or False"),
-        ("kd_loss", "fitnet", "native"),
+        ("kd_loss", "fitnet", "native, cwd, mgd, fgd"),
+        ("kd_cwd_tau", 0.0, "out of range"),
+        ("kd_cwd_weight", "big", "must be a float"),
+        ("kd_mgd_alpha", -1e-4, "out of range"),
+        ("kd_mgd_lambda", 1.0, "[0.0, 0.99]"),
+        ("kd_fgd_temp", 0, "out of range"),
+        ("kd_fgd_alpha", -1, "out of range"),
+        ("kd_fgd_beta", True, "must be a float"),
+        ("kd_fgd_gamma", -0.1, "out of range"),
+        ("kd_fgd_lambda", "x", "must be a float"),
         ("freq_noise_p", 2.0, "[0.0, 1.0]"),
     ],
 )
