@@ -13,12 +13,15 @@ import sys
 from pathlib import Path
 
 from ultralytics.cfg import parse_key_value_pair
+from ultralytics.utils import RANK
 
 from .config import IKDSettingError, default_settings, settings_help
 from .teacher import TeacherError
 
 USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.yaml|.pt [key=value ...]
        python run.py                 (embedded demo on generated data, CPU friendly)
+       python run.py probe model=STUDENT.pt [teacher=TEACHER.pt] data=DATA.yaml [radii=8,16,32,64] ...
+                                     (frequency probe: AP by object size on low-/high-pass images; probe --help)
        python run.py --help
 
 Any Ultralytics train argument works (epochs, imgsz, batch, device=0 or device=0,1, project, name, resume, amp, ...);
@@ -58,19 +61,39 @@ def train(overrides: dict) -> Path:
     missing = [k for k in ("data", "model") if k not in overrides and not overrides.get("resume")]
     if missing:
         raise SystemExit(f"run.py: missing {' and '.join(f'{k}=' for k in missing)}\n\n{USAGE}")
+    if export_format is not None:
+        check_export_format(export_format)
     trainer = IKDTrainer(overrides=overrides)
     trainer.train()
     weights = trainer.best if trainer.best.exists() else trainer.last
     print(f"\nIKD student: {weights}  (plain Ultralytics checkpoint: yolo val model={weights} data=...)")
-    if export_format:
-        exported = YOLO(weights).export(format=str(export_format), imgsz=trainer.args.imgsz)
+    if export_format and RANK in {-1, 0}:
+        # the student alone (best.pt holds no teacher), written next to best.pt by Ultralytics' exporter;
+        # half=True (e.g. a TensorRT fp16 engine) and device= are taken from the training arguments
+        exported = YOLO(weights).export(
+            format=str(export_format), imgsz=trainer.args.imgsz, half=bool(overrides.get("half", False)),
+            device=overrides.get("device"),
+        )
         print(f"exported: {exported}")
     return trainer.save_dir
+
+
+def check_export_format(fmt) -> None:
+    """Refuse an unknown ``export=`` format before any training time is spent."""
+    from ultralytics.engine.exporter import export_formats
+
+    known = [f for f in export_formats()["Argument"] if f != "-"]
+    if str(fmt) not in known:
+        raise SystemExit(f"run.py: export={fmt} is not an Ultralytics export format; use one of {', '.join(known)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point shared by run.py and the ikd-yolo script."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "probe":
+        from .probe import main as probe_main
+
+        return probe_main(argv[1:])
     if any(a in {"-h", "--help", "help"} for a in argv):
         print(help_text())
         return 0
