@@ -14,15 +14,15 @@ Wiring only; each IKD mechanism lives in its own module:
 
 from __future__ import annotations
 
-import math
-from copy import copy
+import os
 
 import yaml
 from ultralytics.cfg import cfg2dict
 from ultralytics.data.utils import check_det_dataset
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.distill_model import DistillationModel
-from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, IterableSimpleNamespace, colorstr
+from ultralytics.nn.tasks import load_checkpoint
+from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK, IterableSimpleNamespace, colorstr
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .config import KEYS, IKDConfig, default_settings
@@ -121,9 +121,30 @@ class IKDTrainer(DetectionTrainer):
         check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
         self.args.augmentations = frequency_augmentations(getattr(self.args, "augmentations", None), self.ikd)
         self.freq_fractions: dict[str, float] = {}
+        if LOCAL_RANK != -1 and "WORLD_SIZE" in os.environ and self.device.type not in {"cpu", "mps"}:
+            # started by torchrun (or by Ultralytics' own launcher, which uses it too): the world is every process
+            # of every node, not the length of this node's device list, which Ultralytics would take
+            self.world_size = int(os.environ["WORLD_SIZE"])
         if RANK in {-1, 0}:
             (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(self.ikd.to_dict(), sort_keys=False))
             LOGGER.info(f"{PREFIX}teacher={self.args.distill_model} " + ", ".join(f"{k}={v}" for k, v in self.ikd.to_dict().items()))
+
+    def _setup_ddp(self):
+        """Ultralytics' DDP set-up, also for an external ``torchrun`` whose processes per node differ from ``device``.
+
+        Ultralytics picks this process's GPU as ``device.split(",")[LOCAL_RANK]``. Under ``torchrun
+        --nproc_per_node N`` with a ``device`` list that does not hold N GPUs (``device=0``, or none), that fails or
+        puts every process on one GPU: such a run uses GPUs ``0..N-1`` of each node instead, and says so.
+        """
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", 0))
+        prefix, _, ids = self.args.device.rpartition(":")
+        if local and len([d for d in ids.split(",") if d.strip()]) != local:
+            device = (f"{prefix}:" if prefix else "") + ",".join(str(i) for i in range(local))
+            if RANK in {-1, 0}:
+                LOGGER.warning(f"{PREFIX}device={self.args.device} does not list {local} devices for the {local} "
+                               f"processes per node: using device={device} on each node")
+            self.args.device = device
+        super()._setup_ddp()
 
     def setup_model(self):
         """Build (or, on resume, rebuild) the IKD wrapper around the student, after checking it against the teacher."""
@@ -143,6 +164,19 @@ class IKDTrainer(DetectionTrainer):
                 raise RuntimeError(f"resume checkpoint lacks IKD state {missing[:5]}: it was not made by ikd_yolo")
             self.model.load_state_dict({k: v for k, v in saved.items()}, strict=False)
         return ckpt
+
+    def _handle_nan_recovery(self, epoch):
+        """Ultralytics' recovery from a NaN/Inf epoch, plus the kd_loss module it does not know about.
+
+        Ultralytics reloads only the student and the projector from ``last.pt``; MGD's and FGD's own blocks
+        (``kd_module``) are reloaded here too, so that a recovered run does not keep the weights that diverged.
+        """
+        recovered = super()._handle_nan_recovery(epoch)
+        model = unwrap_model(self.model)
+        if recovered and getattr(model, "kd_module", None) is not None:
+            _, ckpt = load_checkpoint(self.last)
+            model.kd_module.load_state_dict(ckpt["ema"].float().kd_module.state_dict())
+        return recovered
 
     def get_validator(self):
         """Ultralytics' validator re-checks args against its own keys: hand it args without the IKD keys."""

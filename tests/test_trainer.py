@@ -161,3 +161,27 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path)
     assert got["ikd"] == trainer.ikd.to_dict() and got["ikd"]["adv_loss"] == "cwd"
     assert sum("SizeAwareFrequencyAug" in a for a in got["augs"]) == 1  # appended once, not twice
     assert len(got["augs"]) > 1  # Ultralytics' default albumentations list is kept
+
+
+def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
+    """After a NaN epoch, Ultralytics reloads student and projector from last.pt; MGD's generator must follow."""
+    import torch
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    trainer = IKDTrainer(
+        overrides=dict(
+            data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), epochs=1, project=str(tmp_path),
+            name="nan", kd_loss="mgd", adv_aug=False, freq_aug=False, **FAST,
+        )
+    )
+    trainer.train()
+    trainer.save_model()  # a mid-run last.pt (the final one is stripped to the plain student)
+    model = unwrap_model(trainer.model)
+    saved = {k: v.clone() for k, v in torch.load(trainer.last, weights_only=False)["ema"].kd_module.state_dict().items()}
+    with torch.no_grad():
+        for p in model.kd_module.parameters():
+            p.fill_(float("nan"))  # what a diverged epoch leaves behind
+    trainer.loss = torch.tensor(float("nan"))
+    assert trainer._handle_nan_recovery(epoch=trainer.start_epoch + 1)
+    for k, v in model.kd_module.state_dict().items():
+        assert torch.equal(v.float(), saved[k].float()), k
