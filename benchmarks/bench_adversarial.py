@@ -1,0 +1,181 @@
+"""Cost of IKD's adversarial term per training step: time and peak memory, as ratios to the plain student.
+
+    python benchmarks/bench_adversarial.py                                   # CPU: yolov8n <- yolov8s, 128 px, batch 8
+    python benchmarks/bench_adversarial.py --device 0 --imgsz 640 --batch 16 --teacher yolov8l.yaml   # GPU, AMP
+
+One training step is what Ultralytics' trainer does per batch: forward + loss, backward, optimizer step (under fp16
+autocast with a GradScaler on CUDA, as with ``amp=True``). Methods, each on the same fixed batch of real generated
+images and labels:
+
+- ``plain``: the student alone (its detection loss);
+- ``native``: Ultralytics' ``DistillationModel`` (detection + score-weighted feature L2 on clean images);
+- ``ikd-1`` / ``ikd-2`` / ``ikd-5``: ``IKDDistillationModel`` with the adversarial term on and that many
+  MI-DI-FGSM steps (other settings at their defaults, e.g. half of the batch attacked).
+
+Each method runs in its own fresh process so that peak memory is its own: ``torch.cuda.max_memory_allocated`` on
+CUDA, the process's peak resident set (VmHWM, which includes Python and the libraries) on CPU. Time is the median of
+``--steps`` timed steps after ``--warmup`` untimed ones. The frequency augmentation is a dataloader cost, measured
+separately by ``bench_frequency.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+METHODS = ("plain", "native", "ikd-1", "ikd-2", "ikd-5")
+
+
+def fixed_batch(imgsz: int, batch: int, device) -> dict:
+    """A batch of generated images with their labels, in Ultralytics' training-batch format."""
+    import numpy as np
+    import torch
+    import cv2
+
+    from ikd_yolo.data import make_shapes_dataset
+
+    root = Path(tempfile.mkdtemp(prefix="ikd_bench_adv_"))
+    data = make_shapes_dataset(root, n_train=batch, n_val=1, imgsz=imgsz, seed=0)
+    img_dir = data.parent / "images" / "train"
+    imgs, idx, cls, boxes = [], [], [], []
+    for i, f in enumerate(sorted(img_dir.glob("*.*"))):
+        im = cv2.imread(str(f))[..., ::-1]
+        imgs.append(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1))
+        lab = Path(str(f).replace("/images/", "/labels/")).with_suffix(".txt")
+        for line in lab.read_text().split("\n"):
+            if line.strip():
+                c, *b = map(float, line.split())
+                idx.append(i)
+                cls.append([c])
+                boxes.append(b)
+    return {
+        "img": torch.stack(imgs).float().div(255).to(device),
+        "batch_idx": torch.tensor(idx, dtype=torch.float32, device=device),
+        "cls": torch.tensor(cls, dtype=torch.float32, device=device),
+        "bboxes": torch.tensor(boxes, dtype=torch.float32, device=device),
+    }
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_one(method: str, a) -> dict:
+    """Time ``a.steps`` training steps of one method in this process; return its figures."""
+    import torch
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.distill_model import DistillationModel
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ikd_yolo.config import IKDConfig, default_settings
+    from ikd_yolo.model import IKDDistillationModel
+
+    torch.manual_seed(0)
+    cuda = a.device not in ("cpu", "")
+    device = torch.device(f"cuda:{a.device}" if cuda and a.device.isdigit() else ("cuda" if cuda else "cpu"))
+    args = get_cfg(overrides={"imgsz": a.imgsz})
+    student = DetectionModel(a.student, nc=4, verbose=False).to(device)
+    student.args = args
+    if method == "plain":
+        model = student
+    else:
+        teacher = DetectionModel(a.teacher, nc=4, verbose=False).to(device).eval()
+        if method == "native":
+            model = DistillationModel(teacher_model=teacher, student_model=student)
+        else:
+            steps = int(method.split("-")[1])
+            ikd = IKDConfig.from_mapping({**default_settings(), "adv_steps": steps})
+            model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=ikd)
+        model.args = args
+    model.train()
+    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("teacher_model.")]
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    batch = fixed_batch(a.imgsz, a.batch, device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(a.warmup + a.steps):
+        if cuda:
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        with torch.autocast(device.type, enabled=cuda):
+            loss, _ = model.loss(batch)
+        scaler.scale(loss.sum()).backward()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize(device)
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t)
+        assert torch.isfinite(loss).all(), f"{method}: non-finite loss {loss}"
+    times.sort()
+    return {
+        "method": method,
+        "step_ms": 1000 * times[len(times) // 2],
+        "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_rss_mb(),
+        "mem_kind": "cuda max_memory_allocated" if cuda else "process peak RSS",
+        "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--student", default="yolov8n.yaml")
+    p.add_argument("--teacher", default="yolov8s.yaml")
+    p.add_argument("--imgsz", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0 (then fp16 AMP is used)")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run a single method in this process
+    a = p.parse_args()
+    if a.one:
+        print("RESULT " + json.dumps(run_one(a.one, a)))
+        return
+
+    rows = []
+    for method in a.methods.split(","):
+        cmd = [sys.executable, __file__, "--one", method] + [
+            f"--{k}={v}" for k, v in vars(a).items() if k in ("student", "teacher", "imgsz", "batch", "device", "steps", "warmup")
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if out.returncode or not line:
+            sys.exit(f"{method} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        rows.append(json.loads(line[0][7:]))
+        print(f"  {method}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
+    base = rows[0]
+    for r in rows:
+        r["time_ratio"] = r["step_ms"] / base["step_ms"]
+        r["mem_ratio"] = r["peak_mem_mb"] / base["peak_mem_mb"]
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d")
+    print(
+        f"\nstudent {a.student}, teacher {a.teacher}, imgsz {a.imgsz}, batch {a.batch}, device {base['device']} "
+        f"({os.cpu_count()} CPUs), {stamp}; median of {a.steps} steps; memory: {base['mem_kind']}"
+    )
+    print(f"{'method':<8} {'ms/step':>9} {'x plain':>8} {'peak MB':>9} {'x plain':>8}")
+    for r in rows:
+        print(f"{r['method']:<8} {r['step_ms']:>9.1f} {r['time_ratio']:>8.2f} {r['peak_mem_mb']:>9.0f} {r['mem_ratio']:>8.2f}")
+    if a.json:
+        meta = {"date": stamp, "args": {k: v for k, v in vars(a).items() if k not in ("json", "one")}}
+        Path(a.json).write_text(json.dumps({**meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
