@@ -1,0 +1,370 @@
+"""IKD against Ultralytics' own distillation: same student, same data, same epochs, same seeds.
+
+    python benchmarks/run_benchmark.py --scale quick     # pipeline check, < 10 min on a 2-core CPU
+    python benchmarks/run_benchmark.py --scale full      # the reported CPU run, < 60 min on a 2-core CPU
+    python benchmarks/run_benchmark.py --scale gpu       # larger images and epochs, on an NVIDIA GPU (device 0)
+
+Methods (the same student, trained from scratch for the same epochs with the same seed):
+
+- ``baseline``: no distillation (plain Ultralytics training);
+- ``native``: Ultralytics' own feature distillation (``YOLO(student).train(distill_model=teacher)``);
+- ``native+freq`` / ``native+adv`` / ``ikd``: ``IKDTrainer`` with the frequency augmentation, the adversarial
+  feature term, or both, on top of the native term;
+- ``<base>`` and ``<base>+ikd`` for every other clean-image loss that ``kd_loss`` accepts (cwd, mgd, fgd).
+
+``baseline``, ``native`` and ``ikd`` are repeated over every seed of the scale; the others use its first seed.
+Every model is scored on the same validation split by :func:`ikd_yolo.sizeval.evaluate`: Ultralytics' mAP50-95
+and mAP50, and COCO AP for small, medium and large objects, with the size limits of the dataset
+(:mod:`ikd_yolo.data`: 0.25 % and 9 % of the image area, COCO's 32² and 96² at 640²). Models are scored from
+``last.pt`` (equal epochs; ``best.pt`` would be picked on the very split that is reported).
+
+Each training runs in its own process, so the peak memory is its own (CUDA: ``max_memory_allocated``; CPU: peak
+resident set of the main process, data-loader workers excluded). Epoch time is the training wall time divided by
+the epochs (validation included). Runs are cached under ``benchmarks/cache/bench/<scale>`` by their settings, so an
+interrupted benchmark continues where it stopped; ``--fresh`` retrains.
+
+Results: ``benchmarks/results/<scale>.json`` (one entry per method, see ``summarise``) and the table of that scale in
+``BENCHMARKS.md`` (between its ``<!-- <scale> -->`` markers); a ``full`` run with default settings also becomes
+``benchmarks/results/latest.json``. ``--set key=value`` changes an IKD setting for every IKD method (ablations);
+such runs write ``benchmarks/results/<scale>-<tag>.json`` and leave ``BENCHMARKS.md`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / "cache" / "bench"
+RESULTS = ROOT / "benchmarks" / "results"
+
+# The CPU scales use the embedded demo's data and its shipped teacher (yolov8n trained 150 epochs on exactly that
+# train split by make_demo_teacher.py); the val split is enlarged to 256 images (the same generator and seed give
+# the same train images, and the demo's 64 val images come first) so that the scores are less noisy.
+SCALES = {
+    "quick": dict(
+        data=dict(n_train=256, n_val=256, imgsz=128, seed=0), teacher="asset", student="cfg/yolov8-pico.yaml",
+        epochs=3, close_mosaic=1, batch=16, seeds=[0], device="cpu", parallel=1,
+    ),
+    "full": dict(
+        data=dict(n_train=256, n_val=256, imgsz=128, seed=0), teacher="asset", student="cfg/yolov8-pico.yaml",
+        epochs=25, close_mosaic=5, batch=16, seeds=[0, 1], device="cpu", parallel=1,
+    ),
+    # one NVIDIA GPU: the teacher (yolov8s) is trained first and cached; the students share the GPU, 8 at a time
+    "gpu": dict(
+        data=dict(n_train=1000, n_val=300, imgsz=320, seed=0),
+        teacher=dict(model="yolov8s.yaml", epochs=40), student="yolov8n.yaml",
+        epochs=30, close_mosaic=5, batch=32, seeds=[0, 1], device="0", parallel=8,
+    ),
+}
+SEEDED = ("baseline", "native", "ikd")  # repeated over every seed
+
+
+def methods() -> dict[str, dict]:
+    """Every method with the IKD settings it sets (``None``: not an IKD run)."""
+    from ikd_yolo.config import _RULES
+
+    out: dict[str, dict | None] = {
+        "baseline": None,
+        "native": None,
+        "native+freq": dict(freq_aug=True, adv_aug=False),
+        "native+adv": dict(freq_aug=False, adv_aug=True),
+        "ikd": dict(freq_aug=True, adv_aug=True),
+    }
+    for base in _RULES["kd_loss"][1]:
+        if base != "native":
+            out[base] = dict(kd_loss=base, freq_aug=False, adv_aug=False)
+            out[f"{base}+ikd"] = dict(kd_loss=base, freq_aug=True, adv_aug=True)
+    return out
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
+    return f"{cpu}, {os.cpu_count()} CPU cores, no GPU"
+
+
+def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
+    """Make (or reuse) the dataset and the teacher of a scale; return the data yaml and the teacher weights."""
+    from ikd_yolo.data import make_shapes_dataset
+
+    data = make_shapes_dataset(CACHE / scale / "data", **cfg["data"])
+    if cfg["teacher"] == "asset":
+        from ikd_yolo.demo import TEACHER_ASSET
+
+        return data, TEACHER_ASSET
+    t = cfg["teacher"]
+    key = hashlib.sha1(json.dumps([cfg["data"], t], sort_keys=True).encode()).hexdigest()[:10]
+    weights = CACHE / scale / f"teacher-{key}" / "weights" / "last.pt"
+    if not weights.exists():
+        from ultralytics import YOLO
+
+        print(f"training the teacher {t['model']} for {t['epochs']} epochs", flush=True)
+        YOLO(t["model"]).train(
+            data=str(data), epochs=t["epochs"], imgsz=cfg["data"]["imgsz"], batch=cfg["batch"], device=device,
+            project=str(CACHE / scale), name=f"teacher-{key}", exist_ok=True, plots=False, seed=0,
+            deterministic=False, workers=min(8, os.cpu_count() or 1), close_mosaic=cfg["close_mosaic"],
+        )
+    return data, weights
+
+
+def peak_memory_mb(device: str) -> float:
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def train_one(spec: dict) -> dict:
+    """Train one (method, seed) in this process, score it, and return its figures."""
+    from ultralytics import YOLO
+
+    from ikd_yolo.data import MEDIUM_AREA, SMALL_AREA
+    from ikd_yolo.sizeval import evaluate
+    from ikd_yolo.trainer import IKDTrainer
+
+    run_dir = Path(spec["run_dir"])
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a half-finished run from an interrupted benchmark
+    common = dict(
+        data=spec["data"], epochs=spec["epochs"], imgsz=spec["imgsz"], batch=spec["batch"], seed=spec["seed"],
+        device=spec["device"], workers=spec["workers"], close_mosaic=spec["close_mosaic"], warmup_epochs=0,
+        deterministic=False, plots=False, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+    )
+    start = time.time()
+    if spec["ikd"] is None:
+        extra = {"distill_model": spec["teacher"]} if spec["method"] == "native" else {}
+        model = YOLO(spec["student"])
+        model.train(**common, **extra)
+    else:
+        IKDTrainer(overrides={**common, "model": spec["student"], "teacher": spec["teacher"], **spec["ikd"]}).train()
+    train_s = time.time() - start
+    peak = peak_memory_mb(spec["device"])
+    s = spec["imgsz"]
+    scores = evaluate(
+        str(run_dir / "weights" / "last.pt"), spec["data"], imgsz=s, batch=16, device=spec["device"],
+        project=str(run_dir), name="eval", area_rng=(SMALL_AREA * s * s, MEDIUM_AREA * s * s),
+    )
+    return {**scores, "epoch_time_s": train_s / spec["epochs"], "peak_mem_mb": peak}
+
+
+def run_spec(spec: dict, fresh: bool) -> dict:
+    """Train one (method, seed) in a child process unless a cached result with the same settings exists."""
+    result_file = Path(spec["run_dir"] + ".json")
+    if result_file.exists() and not fresh:
+        cached = json.loads(result_file.read_text())
+        if cached.get("spec") == spec:
+            print(f"  {spec['method']} seed {spec['seed']}: cached", flush=True)
+            return cached["result"]
+    print(f"  {spec['method']} seed {spec['seed']}: training", flush=True)
+    log = Path(spec["run_dir"] + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--train-one", json.dumps(spec)], stdout=f, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("BENCH_RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{spec['method']} seed {spec['seed']} failed (rc {proc.returncode}); log: {log}")
+    result = json.loads(lines[-1][len("BENCH_RESULT ") :])
+    result_file.write_text(json.dumps({"spec": spec, "result": result}, indent=1))
+    print(f"  {spec['method']} seed {spec['seed']}: mAP50-95 {result['map50_95']:.4f}", flush=True)
+    return result
+
+
+def summarise(name: str, seeds: list[int], runs: list[dict], base: dict | None) -> dict:
+    """One entry of the results json: means over seeds, the spread of mAP50-95, and cost ratios to the baseline."""
+
+    def mean(k):
+        vals = [r[k] for r in runs]
+        return float(statistics.fmean(vals)) if vals else float("nan")
+
+    m = [r["map50_95"] for r in runs]
+    entry = {
+        "method": name,
+        "seeds": seeds,
+        "map50_95": mean("map50_95"),
+        "map50_95_std": float(statistics.stdev(m)) if len(m) > 1 else 0.0,
+        "map50_95_per_seed": m,
+        "map50": mean("map50"),
+        "ap_small": mean("ap_small"),
+        "ap_medium": mean("ap_medium"),
+        "ap_large": mean("ap_large"),
+        "epoch_time_s": mean("epoch_time_s"),
+        "peak_mem_mb": mean("peak_mem_mb"),
+    }
+    if base is not None:
+        entry["epoch_time_ratio"] = entry["epoch_time_s"] / base["epoch_time_s"]
+        entry["peak_mem_ratio"] = entry["peak_mem_mb"] / base["peak_mem_mb"]
+    return entry
+
+
+def markdown(scale: str, header: dict, entries: list[dict], teacher: dict) -> str:
+    lines = [
+        f"Command: `{header['command']}`  ",
+        f"Machine: {header['machine']}; date {header['date']}; commit {header['commit']}; "
+        f"{header['wall_min']:.0f} min in all.  ",
+        f"Setup: student `{header['student']}` from scratch, {header['epochs']} epochs, imgsz {header['imgsz']}, "
+        f"batch {header['batch']}; teacher `{header['teacher']}` (mAP50-95 {teacher['map50_95']:.4f}, "
+        f"AP S/M/L {teacher['ap_small']:.3f}/{teacher['ap_medium']:.3f}/{teacher['ap_large']:.3f}); "
+        f"data: {header['data']}.",
+        "",
+        "| method | seeds | mAP50-95 (mean ± std) | Δ vs native | mAP50 | AP small | AP medium | AP large "
+        "| epoch time × | peak mem × |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    native = next((e for e in entries if e["method"] == "native"), None)
+    for e in entries:
+        delta = f"{100 * (e['map50_95'] - native['map50_95']):+.2f}" if native else "—"
+        std = f" ± {e['map50_95_std']:.4f}" if len(e["seeds"]) > 1 else ""
+        lines.append(
+            f"| {e['method']} | {','.join(map(str, e['seeds']))} | {e['map50_95']:.4f}{std} | {delta} "
+            f"| {e['map50']:.4f} | {e['ap_small']:.4f} | {e['ap_medium']:.4f} | {e['ap_large']:.4f} "
+            f"| {e.get('epoch_time_ratio', 1.0):.2f} | {e.get('peak_mem_ratio', 1.0):.2f} |"
+        )
+    lines.append("")
+    lines.append("Δ vs native is in mAP50-95 points (×100). Per-seed mAP50-95 values are in the results json.")
+    return "\n".join(lines)
+
+
+def update_benchmarks_md(scale: str, text: str) -> None:
+    """Put ``text`` between the ``<!-- scale -->`` markers of BENCHMARKS.md (appending a section if absent)."""
+    path = ROOT / "BENCHMARKS.md"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = f"<!-- {scale} -->", f"<!-- /{scale} -->"
+    block = f"{start}\n{text}\n{end}"
+    if start in doc and end in doc:
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
+    else:
+        doc = doc.rstrip() + f"\n\n## Scale `{scale}`\n\n{block}\n"
+    path.write_text(doc)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", choices=sorted(SCALES), default="quick")
+    p.add_argument("--methods", help="comma-separated subset (default: all)")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
+    p.add_argument("--epochs", type=int, help="override the scale's epochs")
+    p.add_argument("--device", help="override the scale's device (cpu, 0, 0,1, ...)")
+    p.add_argument("--parallel", type=int, help="trainings at once (default: the scale's; GPU scales share the GPU)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="IKD settings for every IKD method")
+    p.add_argument("--tag", help="name of an ablation (default: from --set)")
+    p.add_argument("--fresh", action="store_true", help="retrain even where a cached result exists")
+    p.add_argument("--train-one", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.train_one:
+        print("BENCH_RESULT " + json.dumps(train_one(json.loads(a.train_one))), flush=True)
+        return
+
+    from ultralytics.cfg import smart_value
+
+    from ikd_yolo.config import IKDConfig
+
+    cfg = dict(SCALES[a.scale])
+    if a.epochs:
+        cfg["epochs"] = a.epochs
+    device = a.device or cfg["device"]
+    seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else cfg["seeds"]
+    overrides = dict(kv.split("=", 1) for kv in a.set)
+    overrides = {k: smart_value(v) for k, v in overrides.items()}
+    IKDConfig.from_mapping(overrides)  # refuse a bad key before any training
+    all_methods = methods()
+    chosen = a.methods.split(",") if a.methods else list(all_methods)
+    unknown = [m for m in chosen if m not in all_methods]
+    if unknown:
+        sys.exit(f"unknown method(s) {unknown}: choose from {list(all_methods)}")
+    if "baseline" not in chosen:
+        chosen.insert(0, "baseline")  # every ratio is to the baseline of the same run
+    tag = a.tag or "-".join(f"{k}{v}" for k, v in overrides.items())
+    default_run = not overrides and not a.epochs and not a.seeds and not a.methods
+    start = time.time()
+    data, teacher = prepare(a.scale, cfg, device)
+    parallel = a.parallel or cfg["parallel"]
+    workers = max(1, min(8, (os.cpu_count() or 2) // parallel))
+    specs = []
+    for method in chosen:
+        for seed in seeds if method in SEEDED else seeds[:1]:
+            ikd = all_methods[method]
+            if ikd is not None:
+                ikd = {**ikd, **overrides}
+            name = f"{method}_s{seed}" + (f"_{tag}" if tag and ikd is not None else "")
+            specs.append(
+                dict(
+                    method=method, seed=seed, ikd=ikd, data=str(data), teacher=str(teacher), student=cfg["student"],
+                    epochs=cfg["epochs"], imgsz=cfg["data"]["imgsz"], batch=cfg["batch"], device=device,
+                    workers=workers, close_mosaic=cfg["close_mosaic"],
+                    run_dir=str(CACHE / a.scale / "runs" / name),
+                )
+            )
+    print(f"{len(specs)} trainings, {parallel} at a time, on {machine()}", flush=True)
+    with ThreadPoolExecutor(parallel) as pool:
+        results = list(pool.map(lambda s: run_spec(s, a.fresh), specs))
+
+    from ikd_yolo.data import MEDIUM_AREA, SMALL_AREA
+    from ikd_yolo.sizeval import evaluate
+
+    s = cfg["data"]["imgsz"]
+    teacher_scores = evaluate(
+        str(teacher), str(data), imgsz=s, batch=16, device=device, project=str(CACHE / a.scale), name="teacher_eval",
+        area_rng=(SMALL_AREA * s * s, MEDIUM_AREA * s * s),
+    )
+    by_method: dict[str, list] = {}
+    for spec, res in zip(specs, results):
+        by_method.setdefault(spec["method"], []).append((spec["seed"], res))
+    base = summarise("baseline", [sd for sd, _ in by_method["baseline"]], [r for _, r in by_method["baseline"]], None)
+    entries = [
+        summarise(m, [sd for sd, _ in runs], [r for _, r in runs], base) for m, runs in by_method.items()
+    ]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "ikd_yolo", "cfg"], cwd=ROOT, capture_output=True, text=True)
+    header = {
+        "command": "python benchmarks/run_benchmark.py " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+        "commit": commit.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else ""),
+        "wall_min": (time.time() - start) / 60,
+        "student": cfg["student"],
+        "teacher": str(Path(teacher).relative_to(ROOT)) if Path(teacher).is_relative_to(ROOT) else str(teacher),
+        "epochs": cfg["epochs"],
+        "imgsz": s,
+        "batch": cfg["batch"],
+        "data": f"ikd_yolo.data shapes, {cfg['data']['n_train']} train / {cfg['data']['n_val']} val images",
+        "ikd_overrides": overrides,
+    }
+    out = {**header, "teacher_scores": teacher_scores, "methods": entries}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = a.scale if default_run else f"{a.scale}-{tag or 'subset'}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
+    text = markdown(a.scale, header, entries, teacher_scores)
+    print("\n" + text)
+    if default_run:
+        update_benchmarks_md(a.scale, text)
+        if a.scale == "full":
+            (RESULTS / "latest.json").write_text(json.dumps(entries, indent=1))
+    print(f"\nresults: {RESULTS / (stem + '.json')}")
+
+
+if __name__ == "__main__":
+    main()
