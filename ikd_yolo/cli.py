@@ -69,10 +69,11 @@ def train(overrides: dict) -> Path:
     print(f"\nIKD student: {weights}  (plain Ultralytics checkpoint: yolo val model={weights} data=...)")
     if export_format and RANK in {-1, 0}:
         # the student alone (best.pt holds no teacher), written next to best.pt by Ultralytics' exporter;
-        # half=True (e.g. a TensorRT fp16 engine) and device= are taken from the training arguments
+        # the precision (quantize=16 for a TensorRT fp16 engine, or its older alias half=True) and device= are
+        # taken from the training arguments
+        precision = {k: overrides[k] for k in ("quantize", "half") if k in overrides}
         exported = YOLO(weights).export(
-            format=str(export_format), imgsz=trainer.args.imgsz, half=bool(overrides.get("half", False)),
-            device=overrides.get("device"),
+            format=str(export_format), imgsz=trainer.args.imgsz, device=overrides.get("device"), **precision
         )
         print(f"exported: {exported}")
     return trainer.save_dir

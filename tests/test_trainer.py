@@ -28,7 +28,7 @@ def cli_run(shapes_data, teacher_pt, tmp_path_factory):
     project = tmp_path_factory.mktemp("cli")
     args = [f"{k}={v}" for k, v in FAST.items()] + [
         f"data={shapes_data}", f"teacher={teacher_pt}", "model=yolov8n.yaml", "epochs=3", f"project={project}",
-        "name=ikd", "adv_steps=1", "adv_epochs=0.34", "freq_noise_p=1.0", "freq_crop_p=1.0",
+        "name=ikd", "adv_steps=1", "adv_epochs=0.34", "freq_noise_p=1.0", "freq_crop_p=1.0", "export=onnx",
     ]
     proc = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -53,6 +53,29 @@ def test_run_py_trains_with_both_mechanisms(cli_run):
     assert saved["adv_steps"] == 1 and saved["adv_epochs"] == 0.34 and saved == IKDConfig.from_mapping(saved).to_dict()
     assert (run / "weights" / "best.pt").exists() and (run / "weights" / "last.pt").exists()
     assert f"IKD student: {run / 'weights' / 'best.pt'}" in log
+
+
+def test_run_py_export_writes_the_student_next_to_best_pt(cli_run):
+    """export=onnx: best.onnx sits beside best.pt, holds the student only, and matches it under onnxruntime."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from ultralytics import YOLO
+
+    run, log = cli_run
+    f = run / "weights" / "best.onnx"
+    assert f.exists() and f"exported: {f}" in log
+    student = YOLO(run / "weights" / "best.pt").model.float().eval()
+    n_student = sum(p.numel() for p in student.parameters())
+    n_onnx = sum(int(np.prod(t.dims)) for t in onnx.load(str(f)).graph.initializer)
+    assert 0.9 * n_student < n_onnx < 1.1 * n_student, (n_onnx, n_student)  # no teacher, no projector
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        ref = student(x)[0].numpy()
+    sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert out.shape == ref.shape and np.abs(out - ref).max() < 1e-3 * max(1.0, float(np.abs(ref).max()))
 
 
 def test_best_pt_is_plain_ultralytics_without_ikd_yolo(cli_run, shapes_data, tmp_path):
