@@ -37,9 +37,9 @@ METHODS = ("plain", "native", "ikd-1", "ikd-2", "ikd-5")
 
 def fixed_batch(imgsz: int, batch: int, device) -> dict:
     """A batch of generated images with their labels, in Ultralytics' training-batch format."""
+    import cv2
     import numpy as np
     import torch
-    import cv2
 
     from ikd_yolo.data import make_shapes_dataset
 

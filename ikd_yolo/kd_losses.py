@@ -43,7 +43,6 @@ so they grow with the feature-map area (x25 from imgsz 128 to 640); cwd and fgd'
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .losses import cwd_loss

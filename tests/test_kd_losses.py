@@ -9,7 +9,7 @@ from ultralytics.cfg import get_cfg
 from ultralytics.nn.tasks import DetectionModel
 
 from ikd_yolo.config import IKDConfig
-from ikd_yolo.kd_losses import CWDLoss, FGDLoss, MGDLoss, build_kd_module, fgd_attention, fgd_masks, mgd_keep_mask
+from ikd_yolo.kd_losses import build_kd_module, fgd_attention, fgd_masks, mgd_keep_mask
 from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
