@@ -25,7 +25,8 @@ interrupted benchmark continues where it stopped; ``--fresh`` retrains.
 
 Results: ``benchmarks/results/<scale>.json`` (one entry per method, see ``summarise``) and the table of that scale in
 ``BENCHMARKS.md`` (between its ``<!-- <scale> -->`` markers); a ``full`` run with default settings also becomes
-``benchmarks/results/latest.json``. ``--set key=value`` changes an IKD setting for every IKD method (ablations);
+``benchmarks/results/latest.json``. ``--set key=value`` changes an IKD setting for every IKD method, or an Ultralytics train argument (such as
+``dis``, the native term's weight) for every method (ablations);
 such runs write ``benchmarks/results/<scale>-<tag>.json`` and leave ``BENCHMARKS.md`` alone.
 """
 
@@ -150,6 +151,7 @@ def train_one(spec: dict) -> dict:
         data=spec["data"], epochs=spec["epochs"], imgsz=spec["imgsz"], batch=spec["batch"], seed=spec["seed"],
         device=spec["device"], workers=spec["workers"], close_mosaic=spec["close_mosaic"], warmup_epochs=0,
         deterministic=False, plots=False, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+        **spec.get("train_args", {}),
     )
     start = time.time()
     if spec["ikd"] is None:
@@ -273,14 +275,20 @@ def main() -> None:
     p.add_argument("--tag", help="name of an ablation (default: from --set)")
     p.add_argument("--fresh", action="store_true", help="retrain even where a cached result exists")
     p.add_argument("--train-one", help=argparse.SUPPRESS)
+    p.add_argument("--render", metavar="RESULTS_JSON", help="only rewrite BENCHMARKS.md's table from a results json")
     a = p.parse_args()
     if a.train_one:
         print("BENCH_RESULT " + json.dumps(train_one(json.loads(a.train_one))), flush=True)
         return
+    if a.render:  # e.g. a GPU run made on another machine
+        out = json.loads(Path(a.render).read_text())
+        update_benchmarks_md(a.scale, markdown(a.scale, out, out["methods"], out["teacher_scores"]))
+        return
 
     from ultralytics.cfg import smart_value
+    from ultralytics.utils import DEFAULT_CFG_DICT
 
-    from ikd_yolo.config import IKDConfig
+    from ikd_yolo.config import KEYS, IKDConfig
 
     cfg = dict(SCALES[a.scale])
     if a.epochs:
@@ -289,7 +297,12 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else cfg["seeds"]
     overrides = dict(kv.split("=", 1) for kv in a.set)
     overrides = {k: smart_value(v) for k, v in overrides.items()}
-    IKDConfig.from_mapping(overrides)  # refuse a bad key before any training
+    # IKD keys go to the IKD methods; Ultralytics train keys (e.g. dis=, the native term's weight) to every method
+    train_args = {k: v for k, v in overrides.items() if k not in KEYS}
+    bad = [k for k in train_args if k not in DEFAULT_CFG_DICT]
+    if bad:
+        sys.exit(f"--set {bad}: neither IKD settings nor Ultralytics train arguments")
+    IKDConfig.from_mapping({k: v for k, v in overrides.items() if k in KEYS})  # refuse a bad value before training
     all_methods = methods()
     chosen = a.methods.split(",") if a.methods else list(all_methods)
     unknown = [m for m in chosen if m not in all_methods]
@@ -298,7 +311,7 @@ def main() -> None:
     if "baseline" not in chosen:
         chosen.insert(0, "baseline")  # every ratio is to the baseline of the same run
     tag = a.tag or "-".join(f"{k}{v}" for k, v in overrides.items())
-    default_run = not overrides and not a.epochs and not a.seeds and not a.methods
+    default_run = not overrides and not a.epochs and not a.seeds  # the scale as defined: goes into BENCHMARKS.md
     start = time.time()
     data, teacher = prepare(a.scale, cfg, device)
     parallel = a.parallel or cfg["parallel"]
@@ -308,8 +321,8 @@ def main() -> None:
         for seed in seeds if method in SEEDED else seeds[:1]:
             ikd = all_methods[method]
             if ikd is not None:
-                ikd = {**ikd, **overrides}
-            name = f"{method}_s{seed}" + (f"_{tag}" if tag and ikd is not None else "")
+                ikd = {**ikd, **{k: v for k, v in overrides.items() if k in KEYS}}
+            name = f"{method}_s{seed}" + (f"_{tag}" if tag and (ikd is not None or train_args) else "")
             specs.append(
                 dict(
                     method=method, seed=seed, ikd=ikd, data=str(data), teacher=str(teacher), student=cfg["student"],
@@ -318,6 +331,8 @@ def main() -> None:
                     run_dir=str(CACHE / a.scale / "runs" / name),
                 )
             )
+            if train_args:
+                specs[-1]["train_args"] = train_args
     print(f"{len(specs)} trainings, {parallel} at a time, on {machine()}", flush=True)
     with ThreadPoolExecutor(parallel) as pool:
         results = list(pool.map(lambda s: run_spec(s, a.fresh), specs))
@@ -361,7 +376,7 @@ def main() -> None:
     print("\n" + text)
     if default_run:
         update_benchmarks_md(a.scale, text)
-        if a.scale == "full":
+        if a.scale == "full" and not a.methods:
             (RESULTS / "latest.json").write_text(json.dumps(entries, indent=1))
     print(f"\nresults: {RESULTS / (stem + '.json')}")
 
