@@ -250,6 +250,36 @@ def markdown(scale: str, header: dict, entries: list[dict], teacher: dict) -> st
     return "\n".join(lines)
 
 
+def ablation_table(scale: str) -> str:
+    """Markdown table of every ``--set`` run of a scale (``results/<scale>-<tag>.json``) beside the scale's own run."""
+    ref = json.loads((RESULTS / f"{scale}.json").read_text())
+    by = {e["method"]: e for e in ref["methods"]}
+    lines = [
+        f"Reference: the `{scale}` run above (native {by['native']['map50_95']:.4f} ± {by['native']['map50_95_std']:.4f},"
+        f" ikd {by['ikd']['map50_95']:.4f} ± {by['ikd']['map50_95_std']:.4f}). Each row changes one setting of the"
+        " IKD methods (`--set`) and reuses the cached baseline and native runs.",
+        "",
+        "| setting | method | seeds | mAP50-95 (mean ± std) | Δ vs default ikd | Δ vs native | AP medium | AP large "
+        "| epoch time × | date | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in sorted(RESULTS.glob(f"{scale}-*.json")):
+        run = json.loads(f.read_text())
+        setting = ", ".join(f"{k}={v}" for k, v in run.get("ikd_overrides", {}).items()) or f.stem
+        for e in run["methods"]:
+            if e["method"] in ("baseline", "native") or e["method"] not in by:
+                continue
+            std = f" ± {e['map50_95_std']:.4f}" if len(e["seeds"]) > 1 else ""
+            lines.append(
+                f"| {setting} | {e['method']} | {','.join(map(str, e['seeds']))} | {e['map50_95']:.4f}{std} "
+                f"| {100 * (e['map50_95'] - by[e['method']]['map50_95']):+.2f} "
+                f"| {100 * (e['map50_95'] - by['native']['map50_95']):+.2f} | {e['ap_medium']:.4f} "
+                f"| {e['ap_large']:.4f} | {e.get('epoch_time_ratio', float('nan')):.2f} | {run['date']} "
+                f"| `{run['command']}` |"
+            )
+    return "\n".join(lines)
+
+
 def update_benchmarks_md(scale: str, text: str) -> None:
     """Put ``text`` between the ``<!-- scale -->`` markers of BENCHMARKS.md (appending a section if absent)."""
     path = ROOT / "BENCHMARKS.md"
@@ -259,7 +289,8 @@ def update_benchmarks_md(scale: str, text: str) -> None:
     if start in doc and end in doc:
         doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
     else:
-        doc = doc.rstrip() + f"\n\n## Scale `{scale}`\n\n{block}\n"
+        title = f"Ablations at scale `{scale[: -len('-ablations')]}`" if scale.endswith("-ablations") else f"Scale `{scale}`"
+        doc = doc.rstrip() + f"\n\n## {title}\n\n{block}\n"
     path.write_text(doc)
 
 
@@ -276,9 +307,13 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="retrain even where a cached result exists")
     p.add_argument("--train-one", help=argparse.SUPPRESS)
     p.add_argument("--render", metavar="RESULTS_JSON", help="only rewrite BENCHMARKS.md's table from a results json")
+    p.add_argument("--ablations", action="store_true", help="only write the table of this scale's --set runs")
     a = p.parse_args()
     if a.train_one:
         print("BENCH_RESULT " + json.dumps(train_one(json.loads(a.train_one))), flush=True)
+        return
+    if a.ablations:
+        update_benchmarks_md(f"{a.scale}-ablations", ablation_table(a.scale))
         return
     if a.render:  # e.g. a GPU run made on another machine
         out = json.loads(Path(a.render).read_text())
