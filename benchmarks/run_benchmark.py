@@ -127,13 +127,11 @@ def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
 
 def peak_memory_mb(device: str) -> float:
     import torch
+    from bench_adversarial import peak_rss_mb  # benchmarks/ is on sys.path: this file runs as a script
 
     if device != "cpu" and torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return peak_rss_mb()
 
 
 def train_one(spec: dict) -> dict:

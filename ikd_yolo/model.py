@@ -111,6 +111,18 @@ class IKDDistillationModel(DistillationModel):
         items["adv_loss"] = adv.detach()
         return torch.cat([loss, adv * batch["img"].shape[0]]), items
 
+    def pop_neck_features(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The hooked Detect-input features of the last forwards: projected student's and teacher's, per level.
+
+        The hook dicts are emptied, so no graph-holding tensor outlives the step.
+        """
+        levels = range(len(self.feats_idx) - 1)  # the last tapped layer is the Detect head itself
+        students = [self.projector[i](self.decouple_outputs(self._student_feats[i])) for i in levels]
+        teachers = [self.decouple_outputs(self._teacher_feats[i]) for i in levels]
+        self._teacher_feats.clear()
+        self._student_feats.clear()
+        return students, teachers
+
     def clean_kd_loss(self, batch: dict):
         """``DistillationModel.loss``'s training path with ``kd_module`` in place of the score-weighted L2."""
         self._teacher_feats.clear()
@@ -119,11 +131,7 @@ class IKDDistillationModel(DistillationModel):
             self.teacher_model(batch["img"])  # hooks capture teacher features
         preds = self.student_model(batch["img"])  # hooks capture student features
         regular_loss, loss_items = self.student_model.loss(batch, preds)
-        levels = range(len(self.feats_idx) - 1)  # the last tapped layer is the Detect head itself
-        students = [self.projector[i](self.decouple_outputs(self._student_feats[i])) for i in levels]
-        teachers = [self.decouple_outputs(self._teacher_feats[i]) for i in levels]
-        self._teacher_feats.clear()
-        self._student_feats.clear()
+        students, teachers = self.pop_neck_features()
         kd = self.kd_module(students, teachers, batch).reshape(1)
         loss_items["dis_loss"] = kd.detach()
         return torch.cat([regular_loss, kd * batch["img"].shape[0]]), loss_items
@@ -159,12 +167,8 @@ class IKDDistillationModel(DistillationModel):
         with frozen_bn_statistics(self.student_model):
             self.student_model(adv_img)
         total = torch.zeros(1, device=device)
-        for i in range(len(self.feats_idx) - 1):  # the last tapped layer is the Detect head itself
-            student_feat = self.projector[i](self.decouple_outputs(self._student_feats[i]))
-            teacher_feat = self.decouple_outputs(self._teacher_feats[i])
+        for student_feat, teacher_feat in zip(*self.pop_neck_features()):
             total = total + feature_loss(self.ikd.adv_loss, student_feat, teacher_feat, self.ikd.adv_cwd_tau)
-        self._teacher_feats.clear()
-        self._student_feats.clear()
         if not torch.isfinite(total).all():
             self.adv_skipped += 1
             return torch.zeros(1, device=device)
