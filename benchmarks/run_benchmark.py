@@ -112,30 +112,45 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPU cores, no GPU"
 
 
+def shown(path: str | Path) -> str:
+    """A path as the results show it: relative to the repository when inside it."""
+    return str(Path(path).relative_to(ROOT)) if Path(path).is_relative_to(ROOT) else str(path)
+
+
+def cache_key(*settings) -> str:
+    """Short hash of the settings that shape a cached artefact (a teacher, a pretrained student)."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def train_cached(scale: str, name: str, model: str, data: Path, device: str, **train_args) -> Path:
+    """Train ``model`` with plain Ultralytics into ``CACHE/scale/name`` unless its ``last.pt`` is already there."""
+    weights = CACHE / scale / name / "weights" / "last.pt"
+    if not weights.exists():
+        from ultralytics import YOLO
+
+        print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
+        YOLO(model).train(
+            data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False, seed=0,
+            deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args,
+        )
+    return weights
+
+
 def pretrain_student(scale: str, cfg: dict, device: str) -> str:
     """The student's initial weights: its yaml (from scratch), or weights pretrained once on a separate split."""
     init = cfg.get("student_init")
     if not init:
         return cfg["student"]
-    if init["data"]["seed"] == cfg["data"]["seed"]:
-        raise ValueError("student_init must use another data seed than the benchmark split (disjoint images)")
-    from ultralytics import YOLO
-
     from ikd_yolo.data import make_shapes_dataset
 
-    key = hashlib.sha1(json.dumps([cfg["student"], init], sort_keys=True).encode()).hexdigest()[:10]
-    weights = CACHE / scale / f"student-{key}" / "weights" / "last.pt"
-    if not weights.exists():
-        src = make_shapes_dataset(CACHE / scale / f"pretrain-data-{key}", **init["data"])
-        print(f"pretraining the student {cfg['student']} for {init['epochs']} epochs on {src}", flush=True)
-        # the training settings come from ``init`` (hashed into ``key``), not from the scale, so the cache stays valid
-        YOLO(cfg["student"]).train(
-            data=str(src), epochs=init["epochs"], imgsz=init["data"]["imgsz"], batch=init.get("batch", 16),
-            device=device, project=str(CACHE / scale), name=f"student-{key}", exist_ok=True, plots=False, seed=0,
-            val=False, deterministic=False, workers=min(8, os.cpu_count() or 1),
-            close_mosaic=init.get("close_mosaic", 5),
-        )
-    return str(weights)
+    key = cache_key(cfg["student"], init)
+    src = make_shapes_dataset(CACHE / scale / f"pretrain-data-{key}", **init["data"])
+    local = ROOT / cfg["student"]  # a yaml of this repository (cfg/...), whatever the working directory
+    # the training settings come from ``init`` (hashed into ``key``), not from the scale, so the cache stays valid
+    return str(train_cached(
+        scale, f"student-{key}", str(local) if local.exists() else cfg["student"], src, device, epochs=init["epochs"], imgsz=init["data"]["imgsz"],
+        batch=init.get("batch", 16), close_mosaic=init.get("close_mosaic", 5), val=False,
+    ))
 
 
 def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
@@ -148,17 +163,10 @@ def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
 
         return data, TEACHER_ASSET
     t = cfg["teacher"]
-    key = hashlib.sha1(json.dumps([cfg["data"], t], sort_keys=True).encode()).hexdigest()[:10]
-    weights = CACHE / scale / f"teacher-{key}" / "weights" / "last.pt"
-    if not weights.exists():
-        from ultralytics import YOLO
-
-        print(f"training the teacher {t['model']} for {t['epochs']} epochs", flush=True)
-        YOLO(t["model"]).train(
-            data=str(data), epochs=t["epochs"], imgsz=cfg["data"]["imgsz"], batch=cfg["batch"], device=device,
-            project=str(CACHE / scale), name=f"teacher-{key}", exist_ok=True, plots=False, seed=0,
-            deterministic=False, workers=min(8, os.cpu_count() or 1), close_mosaic=cfg["close_mosaic"],
-        )
+    weights = train_cached(
+        scale, f"teacher-{cache_key(cfg['data'], t)}", t["model"], data, device, epochs=t["epochs"],
+        imgsz=cfg["data"]["imgsz"], batch=cfg["batch"], close_mosaic=cfg["close_mosaic"],
+    )
     return data, weights
 
 
@@ -171,12 +179,21 @@ def peak_memory_mb(device: str) -> float:
     return peak_rss_mb()
 
 
+def score(weights: str | Path, data: str | Path, imgsz: int, device: str, project: Path, name: str) -> dict:
+    """mAP and COCO AP by size on the val split, with the generated data's size limits at this image size."""
+    from ikd_yolo.data import MEDIUM_AREA, SMALL_AREA
+    from ikd_yolo.sizeval import evaluate
+
+    return evaluate(
+        str(weights), str(data), imgsz=imgsz, batch=16, device=device, project=str(project), name=name,
+        area_rng=(SMALL_AREA * imgsz * imgsz, MEDIUM_AREA * imgsz * imgsz),
+    )
+
+
 def train_one(spec: dict) -> dict:
     """Train one (method, seed) in this process, score it, and return its figures."""
     from ultralytics import YOLO
 
-    from ikd_yolo.data import MEDIUM_AREA, SMALL_AREA
-    from ikd_yolo.sizeval import evaluate
     from ikd_yolo.trainer import IKDTrainer
 
     run_dir = Path(spec["run_dir"])
@@ -197,11 +214,7 @@ def train_one(spec: dict) -> dict:
         IKDTrainer(overrides={**common, "model": spec["student"], "teacher": spec["teacher"], **spec["ikd"]}).train()
     train_s = time.time() - start
     peak = peak_memory_mb(spec["device"])
-    s = spec["imgsz"]
-    scores = evaluate(
-        str(run_dir / "weights" / "last.pt"), spec["data"], imgsz=s, batch=16, device=spec["device"],
-        project=str(run_dir), name="eval", area_rng=(SMALL_AREA * s * s, MEDIUM_AREA * s * s),
-    )
+    scores = score(run_dir / "weights" / "last.pt", spec["data"], spec["imgsz"], spec["device"], run_dir, "eval")
     return {**scores, "epoch_time_s": train_s / spec["epochs"], "peak_mem_mb": peak}
 
 
@@ -410,6 +423,10 @@ def main() -> None:
     tag = a.tag or "-".join(f"{k}{v}" for k, v in overrides.items())
     default_run = not overrides and not a.epochs and not a.seeds  # the scale as defined: goes into BENCHMARKS.md
     start = time.time()
+    init = cfg.get("student_init")
+    if init and init["data"]["seed"] == cfg["data"]["seed"]:
+        sys.exit(f"--scale {a.scale}: student_init's data seed must differ from the benchmark split's "
+                 f"({cfg['data']['seed']}), or the student is pretrained on the images it is scored on")
     data, teacher = prepare(a.scale, cfg, device)
     student = pretrain_student(a.scale, cfg, device)
     parallel = a.parallel or cfg["parallel"]
@@ -435,20 +452,9 @@ def main() -> None:
     with ThreadPoolExecutor(parallel) as pool:
         results = list(pool.map(lambda s: run_spec(s, a.fresh), specs))
 
-    from ikd_yolo.data import MEDIUM_AREA, SMALL_AREA
-    from ikd_yolo.sizeval import evaluate
-
     s = cfg["data"]["imgsz"]
-    teacher_scores = evaluate(
-        str(teacher), str(data), imgsz=s, batch=16, device=device, project=str(CACHE / a.scale), name="teacher_eval",
-        area_rng=(SMALL_AREA * s * s, MEDIUM_AREA * s * s),
-    )
-    init_scores = None
-    if cfg.get("student_init"):
-        init_scores = evaluate(
-            student, str(data), imgsz=s, batch=16, device=device, project=str(CACHE / a.scale), name="student_init_eval",
-            area_rng=(SMALL_AREA * s * s, MEDIUM_AREA * s * s),
-        )
+    teacher_scores = score(teacher, data, s, device, CACHE / a.scale, "teacher_eval")
+    init_scores = score(student, data, s, device, CACHE / a.scale, "student_init_eval") if init else None
     by_method: dict[str, list] = {}
     for spec, res in zip(specs, results):
         by_method.setdefault(spec["method"], []).append((spec["seed"], res))
@@ -465,12 +471,12 @@ def main() -> None:
         "commit": commit.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else ""),
         "wall_min": (time.time() - start) / 60,
         "student": cfg["student"],
-        "student_init": (
-            {**{k: cfg["student_init"]["data"][k] for k in ("n_train", "seed")}, "epochs": cfg["student_init"]["epochs"],
-             "weights": str(Path(student).relative_to(ROOT))} if cfg.get("student_init") else None
-        ),
+        "student_init": {
+            "n_train": init["data"]["n_train"], "seed": init["data"]["seed"], "epochs": init["epochs"],
+            "weights": shown(student),
+        } if init else None,
         "student_init_scores": init_scores,
-        "teacher": str(Path(teacher).relative_to(ROOT)) if Path(teacher).is_relative_to(ROOT) else str(teacher),
+        "teacher": shown(teacher),
         "epochs": cfg["epochs"],
         "imgsz": s,
         "batch": cfg["batch"],
