@@ -1,19 +1,24 @@
-"""IKD against Ultralytics' own distillation: same student, same data, same epochs, same seeds.
+"""Distillation against no distillation and Ultralytics' own: same student, data, epochs and seeds.
 
     python benchmarks/run_benchmark.py --scale quick     # pipeline check, < 10 min on a 2-core CPU
     python benchmarks/run_benchmark.py --scale full      # the reported CPU run, < 60 min on a 2-core CPU
-    python benchmarks/run_benchmark.py --scale gpu       # larger images and epochs, on an NVIDIA GPU (device 0)
+    python benchmarks/run_benchmark.py --scale full --grid   # also each IKD mechanism alone and every feature base
+    python benchmarks/run_benchmark.py --scale gpu --prepare-only && \
+        python benchmarks/run_benchmark.py --scale gpu   # one NVIDIA GPU (device 0), teacher and student cached first
 
-Methods (the same student, from the same initial weights, trained for the same epochs with the same seed):
+Headline arms (the same student, from the same initial weights, trained for the same epochs, every seed):
 
 - ``baseline``: no distillation (plain Ultralytics training);
-- ``native``: Ultralytics' own feature distillation (``YOLO(student).train(distill_model=teacher)``);
-- ``native+freq`` / ``native+adv`` / ``ikd``: ``IKDTrainer`` with the frequency augmentation, the adversarial
-  feature term, or both, on top of the native term;
-- ``<base>`` and ``<base>+ikd`` for every other clean-image loss that ``kd_loss`` accepts (cwd, mgd, fgd).
+- ``native``: Ultralytics' own feature distillation (``YOLO(student).train(distill_model=teacher)``, ``dis=6``);
+- ``kd``: ``IKDTrainer`` with the project's default recipe (``cfg/ikd.yaml``) and both IKD mechanisms off;
+- ``ikd``: ``IKDTrainer`` with every default, both IKD mechanisms on.
 
-``baseline``, ``native`` and ``ikd`` are repeated over every seed of the scale; the others use its first seed.
+``--grid`` adds, at the first seed: ``kd+freq`` and ``kd+adv`` (one IKD mechanism each) and ``kd[<base>]`` for
+every feature base of ``kd_loss``.
 
+The teacher of the CPU ``full`` scale is a yolov8n trained by this script on 1500 generated images of its own
+(another generator seed, so disjoint from the val split), cached; the data holds medium and large objects only,
+because at 128 px a small object is under 6.4 px wide and no model here detects it (AP small is then ``nan``).
 Every scale starts the student from pretrained weights, as a user would start from ``yolov8n.pt``: those cannot
 be downloaded here, so the benchmark pretrains the student itself, once (cached), on a separate generated split
 (another seed of the same generator: none of its images is in the benchmark's train or val split), and reports that
@@ -70,36 +75,50 @@ SCALES = {
         epochs=3, close_mosaic=1, batch=16, seeds=[0], device="cpu", parallel=1,
     ),
     "full": dict(
-        data=dict(n_train=256, n_val=256, imgsz=128, seed=0), teacher="asset", student="cfg/yolov8-pico.yaml",
-        student_init=dict(data=dict(n_train=512, n_val=64, imgsz=128, seed=1), epochs=40),
-        epochs=25, close_mosaic=5, batch=16, seeds=[0, 1, 2], device="cpu", parallel=1,
+        data=dict(n_train=256, n_val=256, imgsz=128, seed=0, small_objects=False),
+        teacher=dict(
+            model="yolov8n.yaml", epochs=60, batch=32, close_mosaic=10,
+            data=dict(n_train=1500, n_val=16, imgsz=128, seed=2, small_objects=False),
+        ),
+        student="cfg/yolov8-pico.yaml",
+        student_init=dict(data=dict(n_train=512, n_val=64, imgsz=128, seed=1, small_objects=False), epochs=40),
+        epochs=25, close_mosaic=5, batch=16, seeds=[0, 1, 2, 3, 4], device="cpu", parallel=1,
     ),
-    # one NVIDIA GPU: the teacher (yolov8s) is trained first and cached; the students share the GPU, 8 at a time
+    # one NVIDIA GPU: the same four arms x 3 seeds, 12 trainings sharing the GPU; the teacher (yolov8s, 1500 images of
+    # its own split) and the pretrained student are trained first and cached (run --prepare-only beforehand)
     "gpu": dict(
         data=dict(n_train=1000, n_val=300, imgsz=320, seed=0),
-        teacher=dict(model="yolov8s.yaml", epochs=40), student="yolov8n.yaml",
+        teacher=dict(
+            model="yolov8s.yaml", epochs=60, batch=32, close_mosaic=10,
+            data=dict(n_train=1500, n_val=16, imgsz=320, seed=2),
+        ),
+        student="yolov8n.yaml",
         student_init=dict(data=dict(n_train=1000, n_val=100, imgsz=320, seed=1), epochs=30),
-        epochs=30, close_mosaic=5, batch=32, seeds=[0, 1], device="0", parallel=8,
+        epochs=30, close_mosaic=5, batch=32, seeds=[0, 1, 2], device="0", parallel=12,
     ),
 }
-SEEDED = ("baseline", "native", "ikd")  # repeated over every seed
+HEADLINE = ("baseline", "native", "kd", "ikd")  # repeated over every seed of the scale
 
 
-def methods() -> dict[str, dict]:
-    """Every method with the IKD settings it sets (``None``: not an IKD run)."""
-    from ikd_yolo.config import _RULES
+def methods() -> dict[str, dict | None]:
+    """Every method with the IKD settings it sets (``None``: not an IKD run).
+
+    The headline arms: ``baseline`` (no teacher), ``native`` (Ultralytics' ``distill_model=``), ``kd`` (the
+    project's default recipe with both IKD mechanisms off) and ``ikd`` (the full default recipe). The secondary grid
+    (``--grid``, first seed only): each IKD mechanism alone on the default recipe, and every other feature base.
+    """
+    from ikd_yolo.kd_losses import KD_LOSSES
 
     out: dict[str, dict | None] = {
         "baseline": None,
         "native": None,
-        "native+freq": dict(freq_aug=True, adv_aug=False),
-        "native+adv": dict(freq_aug=False, adv_aug=True),
-        "ikd": dict(freq_aug=True, adv_aug=True),
+        "kd": dict(freq_aug=False, adv_aug=False),
+        "ikd": dict(),
+        "kd+freq": dict(freq_aug=True, adv_aug=False),
+        "kd+adv": dict(freq_aug=False, adv_aug=True),
     }
-    for base in _RULES["kd_loss"][1]:
-        if base != "native":
-            out[base] = dict(kd_loss=base, freq_aug=False, adv_aug=False)
-            out[f"{base}+ikd"] = dict(kd_loss=base, freq_aug=True, adv_aug=True)
+    for name in KD_LOSSES:
+        out[f"kd[{name}]"] = dict(kd_loss=name, freq_aug=False, adv_aug=False)
     return out
 
 
@@ -154,7 +173,11 @@ def pretrain_student(scale: str, cfg: dict, device: str) -> str:
 
 
 def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
-    """Make (or reuse) the dataset and the teacher of a scale; return the data yaml and the teacher weights."""
+    """Make (or reuse) the dataset and the teacher of a scale; return the data yaml and the teacher weights.
+
+    A teacher with its own ``data`` is trained on that split (another generator seed: disjoint from the
+    benchmark's val split); otherwise on the benchmark's train split.
+    """
     from ikd_yolo.data import make_shapes_dataset
 
     data = make_shapes_dataset(CACHE / scale / "data", **cfg["data"])
@@ -163,9 +186,12 @@ def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
 
         return data, TEACHER_ASSET
     t = cfg["teacher"]
+    key = cache_key(cfg["data"], t)
+    src = make_shapes_dataset(CACHE / scale / f"teacher-data-{key}", **t["data"]) if "data" in t else data
     weights = train_cached(
-        scale, f"teacher-{cache_key(cfg['data'], t)}", t["model"], data, device, epochs=t["epochs"],
-        imgsz=cfg["data"]["imgsz"], batch=cfg["batch"], close_mosaic=cfg["close_mosaic"],
+        scale, f"teacher-{key}", t["model"], src, device, epochs=t["epochs"], imgsz=cfg["data"]["imgsz"],
+        batch=t.get("batch", cfg["batch"]), close_mosaic=t.get("close_mosaic", cfg["close_mosaic"]),
+        val=False,
     )
     return data, weights
 
@@ -201,8 +227,7 @@ def train_one(spec: dict) -> dict:
         shutil.rmtree(run_dir)  # a half-finished run from an interrupted benchmark
     common = dict(
         data=spec["data"], epochs=spec["epochs"], imgsz=spec["imgsz"], batch=spec["batch"], seed=spec["seed"],
-        device=spec["device"], workers=spec["workers"], close_mosaic=spec["close_mosaic"], warmup_epochs=0,
-        deterministic=False, plots=False, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+        device=spec["device"], workers=spec["workers"], close_mosaic=spec["close_mosaic"], deterministic=False, plots=False, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
         **spec.get("train_args", {}),
     )
     start = time.time()
@@ -270,6 +295,15 @@ def summarise(name: str, seeds: list[int], runs: list[dict], base: dict | None) 
     return entry
 
 
+def paired(entry: dict, ref: dict | None) -> tuple[list[float], float] | None:
+    """Per-seed differences ``entry - ref`` in mAP50-95 points over the seeds both have, and their mean."""
+    if ref is None or entry is ref:
+        return None
+    theirs = dict(zip(ref["seeds"], ref["map50_95_per_seed"], strict=True))
+    diffs = [100 * (v - theirs[sd]) for sd, v in zip(entry["seeds"], entry["map50_95_per_seed"], strict=True) if sd in theirs]
+    return (diffs, statistics.fmean(diffs)) if diffs else None
+
+
 def markdown(scale: str, header: dict, entries: list[dict], teacher: dict) -> str:
     init, init_scores = header.get("student_init"), header.get("student_init_scores")
     start = "from scratch"
@@ -278,6 +312,7 @@ def markdown(scale: str, header: dict, entries: list[dict], teacher: dict) -> st
             f"pretrained by the benchmark for {init['epochs']} epochs on {init['n_train']} other generated images "
             f"(seed {init['seed']}; mAP50-95 {init_scores['map50_95']:.4f} on this val split before the runs below)"
         )
+    by = {e["method"]: e for e in entries}
     lines = [
         f"Command: `{header['command']}`  ",
         f"Machine: {header['machine']}; date {header['date']}; commit {header['commit']}; "
@@ -287,24 +322,32 @@ def markdown(scale: str, header: dict, entries: list[dict], teacher: dict) -> st
         f"AP S/M/L {teacher['ap_small']:.3f}/{teacher['ap_medium']:.3f}/{teacher['ap_large']:.3f}); "
         f"data: {header['data']}.",
         "",
-        "| method | seeds | mAP50-95 (mean ± std) | Δ vs native | mAP50 | AP small | AP medium | AP large "
-        "| epoch time × | peak mem × |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | seeds | mAP50-95 per seed | mean ± std | Δ vs baseline (per seed) | Δ vs native (per seed) "
+        "| mAP50 | AP small | AP medium | AP large | epoch time × | peak mem × |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    native = next((e for e in entries if e["method"] == "native"), None)
+
+    def delta(e, ref):
+        d = paired(e, by.get(ref))
+        if d is None:
+            return "—"
+        per = ", ".join(f"{v:+.2f}" for v in d[0])
+        return f"**{d[1]:+.2f}** ({per})" if len(d[0]) > 1 else f"{d[1]:+.2f}"
+
     for e in entries:
-        delta = f"{100 * (e['map50_95'] - native['map50_95']):+.2f}" if native else "—"
         std = f" ± {e['map50_95_std']:.4f}" if len(e["seeds"]) > 1 else ""
         lines.append(
-            f"| {e['method']} | {','.join(map(str, e['seeds']))} | {e['map50_95']:.4f}{std} | {delta} "
+            f"| {e['method']} | {','.join(map(str, e['seeds']))} "
+            f"| {', '.join(f'{v:.4f}' for v in e['map50_95_per_seed'])} | {e['map50_95']:.4f}{std} "
+            f"| {delta(e, 'baseline')} | {delta(e, 'native')} "
             f"| {e['map50']:.4f} | {e['ap_small']:.4f} | {e['ap_medium']:.4f} | {e['ap_large']:.4f} "
             f"| {e.get('epoch_time_ratio', 1.0):.2f} | {e.get('peak_mem_ratio', 1.0):.2f} |"
         )
     lines.append("")
     lines.append(
-        "Δ vs native is in mAP50-95 points (×100), against native's mean over all its seeds, also for rows with one"
-        " seed. Per-seed mAP50-95 values are in the results json (`map50_95_per_seed`): on the CPU a seed repeats"
-        " exactly, so differences at the same seed are paired."
+        "Δ columns are mAP50-95 points (×100), paired by seed: the mean over the seeds both methods ran, then each"
+        " seed's difference. On the CPU a training repeats exactly for a given seed, so the differences at one seed"
+        " are paired. AP small is `nan` when the data holds no small objects."
     )
     return "\n".join(lines)
 
@@ -372,7 +415,8 @@ def update_benchmarks_md(scale: str, text: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=sorted(SCALES), default="quick")
-    p.add_argument("--methods", help="comma-separated subset (default: all)")
+    p.add_argument("--methods", help="comma-separated subset (default: the headline arms, or all with --grid)")
+    p.add_argument("--grid", action="store_true", help="also the secondary arms (each mechanism alone, every base)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
     p.add_argument("--epochs", type=int, help="override the scale's epochs")
     p.add_argument("--device", help="override the scale's device (cpu, 0, 0,1, ...)")
@@ -380,6 +424,7 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="IKD settings for every IKD method")
     p.add_argument("--tag", help="name of an ablation (default: from --set)")
     p.add_argument("--fresh", action="store_true", help="retrain even where a cached result exists")
+    p.add_argument("--prepare-only", action="store_true", help="only make the data, teacher and pretrained student")
     p.add_argument("--train-one", help=argparse.SUPPRESS)
     p.add_argument("--render", metavar="RESULTS_JSON", help="only rewrite BENCHMARKS.md's table from a results json")
     p.add_argument("--ablations", action="store_true", help="only write the table of this scale's --set runs")
@@ -398,7 +443,7 @@ def main() -> None:
     from ultralytics.cfg import smart_value
     from ultralytics.utils import DEFAULT_CFG_DICT
 
-    from ikd_yolo.config import KEYS, IKDConfig
+    from ikd_yolo.config import KEYS, IKDConfig, default_settings
 
     cfg = dict(SCALES[a.scale])
     if a.epochs:
@@ -414,14 +459,14 @@ def main() -> None:
         sys.exit(f"--set {bad}: neither IKD settings nor Ultralytics train arguments")
     IKDConfig.from_mapping({k: v for k, v in overrides.items() if k in KEYS})  # refuse a bad value before training
     all_methods = methods()
-    chosen = a.methods.split(",") if a.methods else list(all_methods)
+    chosen = a.methods.split(",") if a.methods else list(all_methods) if a.grid else list(HEADLINE)
     unknown = [m for m in chosen if m not in all_methods]
     if unknown:
         sys.exit(f"unknown method(s) {unknown}: choose from {list(all_methods)}")
     if "baseline" not in chosen:
         chosen.insert(0, "baseline")  # every ratio is to the baseline of the same run
     tag = a.tag or "-".join(f"{k}{v}" for k, v in overrides.items())
-    default_run = not overrides and not a.epochs and not a.seeds  # the scale as defined: goes into BENCHMARKS.md
+    default_run = not overrides and not a.epochs and not a.seeds and not a.methods  # the scale as defined
     start = time.time()
     init = cfg.get("student_init")
     if init and init["data"]["seed"] == cfg["data"]["seed"]:
@@ -429,18 +474,23 @@ def main() -> None:
                  f"({cfg['data']['seed']}), or the student is pretrained on the images it is scored on")
     data, teacher = prepare(a.scale, cfg, device)
     student = pretrain_student(a.scale, cfg, device)
+    if a.prepare_only:
+        print(f"prepared: data {data}, teacher {teacher}, student {student}")
+        return
     parallel = a.parallel or cfg["parallel"]
     workers = max(1, min(8, (os.cpu_count() or 2) // parallel))
     specs = []
     for method in chosen:
-        for seed in seeds if method in SEEDED else seeds[:1]:
+        for seed in seeds if method in HEADLINE else seeds[:1]:
             ikd = all_methods[method]
             if ikd is not None:
                 ikd = {**ikd, **{k: v for k, v in overrides.items() if k in KEYS}}
             name = f"{method}_s{seed}" + (f"_{tag}" if tag and (ikd is not None or train_args) else "")
             specs.append(
                 dict(
-                    method=method, seed=seed, ikd=ikd, data=str(data), teacher=str(teacher), student=student,
+                    method=method, seed=seed, ikd=ikd,
+                    # the defaults an IKD run inherits: a changed cfg/ikd.yaml invalidates its cached result
+                    ikd_defaults=cache_key(default_settings()) if ikd is not None else None, data=str(data), teacher=str(teacher), student=student,
                     epochs=cfg["epochs"], imgsz=cfg["data"]["imgsz"], batch=cfg["batch"], device=device,
                     workers=workers, close_mosaic=cfg["close_mosaic"],
                     run_dir=str(CACHE / a.scale / "runs" / name),
@@ -492,7 +542,7 @@ def main() -> None:
     if default_run:
         update_benchmarks_md(a.scale, text)
         if a.scale == "full" and not a.methods:
-            (RESULTS / "latest.json").write_text(json.dumps(entries, indent=1))
+            (RESULTS / "latest.json").write_text(json.dumps(out, indent=1))
     print(f"\nresults: {RESULTS / (stem + '.json')}")
 
 

@@ -9,14 +9,16 @@ Arguments are parsed by Ultralytics' own ``key=value`` parser, so values mean wh
 
 from __future__ import annotations
 
+import difflib
+import os
 import sys
 from pathlib import Path
 
 from ultralytics.cfg import parse_key_value_pair
-from ultralytics.utils import RANK
+from ultralytics.utils import DEFAULT_CFG_DICT, RANK
 
-from .config import IKDSettingError, default_settings, settings_help
-from .teacher import TeacherError
+from .config import KEYS, default_settings, settings_help
+from .errors import UserError, user_message
 
 USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.yaml|.pt [key=value ...]
        python run.py                 (embedded demo on generated data, CPU friendly)
@@ -27,17 +29,59 @@ USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.
 Any Ultralytics train argument works (epochs, imgsz, batch, device=0 or device=0,1, project, name, resume, amp, ...);
 teacher= is the trained teacher checkpoint (Ultralytics' distill_model=), model= the student.
 export=FORMAT exports best.pt when training ends (engine, onnx, or any Ultralytics format).
+resume=True model=RUN/weights/last.pt (or resume=RUN/weights/last.pt) resumes that run.
+A mistake in the input prints one line and exits with code 2; IKD_DEBUG=1 shows the traceback.
 """
 
 
+EXTRA_KEYS = ("teacher", "export")  # run.py's own keys besides Ultralytics' and the IKD settings
+EXAMPLES = {"data": "data=my_data.yaml", "model": "model=yolo11n.yaml", "teacher": "teacher=teacher.pt"}
+
+
 def parse_args(argv: list[str]) -> dict:
-    """Turn ``key=value`` tokens into an overrides dict, with a clear error for anything else."""
+    """Turn ``key=value`` tokens into an overrides dict; an unknown key, an empty value or a bare word is refused."""
     overrides = {}
+    known = set(DEFAULT_CFG_DICT) | set(KEYS) | set(EXTRA_KEYS)
     for token in argv:
         if "=" not in token or token.startswith("="):
-            raise SystemExit(f"run.py: argument '{token}' is not key=value (e.g. epochs=100). See python run.py --help")
+            raise UserError(f"argument '{token}' is not key=value (e.g. epochs=100). See python run.py --help")
+        key, _, raw = token.partition("=")
+        key = key.strip()
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}=? " if close else ""
+            raise UserError(f"unknown argument '{key}': {hint}(python run.py --help lists the IKD keys)")
+        if not raw.strip():
+            raise UserError(f"{key}= is empty: give it a value, e.g. {EXAMPLES.get(key, f'{key}=VALUE')}")
         key, value = parse_key_value_pair(token)
         overrides[key] = value
+    return overrides
+
+
+def resolve_resume(overrides: dict) -> dict:
+    """``resume=True model=PATH`` resumes PATH (Ultralytics would take the newest last.pt under the working folder);
+    ``resume=PATH`` resumes PATH; a bare ``resume=True`` takes the newest last.pt, or says that there is none."""
+    resume = overrides.get("resume")
+    if not resume:
+        return overrides
+    overrides = dict(overrides)
+    if resume is True:
+        if overrides.get("model"):
+            overrides["resume"] = str(overrides.pop("model"))
+        else:
+            from ultralytics.utils.files import get_latest_run
+
+            latest = get_latest_run(os.getcwd())
+            if not latest:
+                raise UserError(
+                    f"resume=True found no last.pt under {os.getcwd()}: name the run to resume, e.g. "
+                    "resume=runs/detect/train/weights/last.pt"
+                )
+            overrides["resume"] = latest
+    path = Path(str(overrides["resume"]))
+    if not path.is_file():
+        raise UserError(f"resume={path} does not exist: give the run's weights/last.pt")
+    overrides.pop("model", None)
     return overrides
 
 
@@ -56,13 +100,16 @@ def train(overrides: dict) -> Path:
 
     from .trainer import IKDTrainer
 
-    overrides = dict(overrides)
+    overrides = resolve_resume(overrides)
     export_format = overrides.pop("export", None)
     missing = [k for k in ("data", "model") if k not in overrides and not overrides.get("resume")]
     if missing:
-        raise SystemExit(f"run.py: missing {' and '.join(f'{k}=' for k in missing)}\n\n{USAGE}")
+        raise UserError(
+            f"missing {' and '.join(f'{k}=' for k in missing)}: e.g. python run.py data=my_data.yaml "
+            "teacher=teacher.pt model=yolo11n.yaml (python run.py --help)"
+        )
     if export_format is not None:
-        check_export_format(export_format)
+        check_export_format(export_format, overrides.get("device"))
     trainer = IKDTrainer(overrides=overrides)
     trainer.train()
     weights = trainer.best if trainer.best.exists() else trainer.last
@@ -79,18 +126,43 @@ def train(overrides: dict) -> Path:
     return trainer.save_dir
 
 
-def check_export_format(fmt) -> None:
-    """Refuse an unknown ``export=`` format before any training time is spent."""
+def check_export_format(fmt, device=None) -> None:
+    """Refuse an ``export=`` that cannot succeed (unknown format, TensorRT without a GPU or without TensorRT)
+    before any training time is spent."""
+    import importlib.util
+
+    import torch
     from ultralytics.engine.exporter import export_formats
 
     known = [f for f in export_formats()["Argument"] if f != "-"]
     if str(fmt) not in known:
-        raise SystemExit(f"run.py: export={fmt} is not an Ultralytics export format; use one of {', '.join(known)}")
+        raise UserError(f"export={fmt} is not an Ultralytics export format; use one of {', '.join(known)}")
+    if str(fmt) == "engine":
+        if str(device).lower() in {"cpu", "mps"} or not torch.cuda.is_available():
+            raise UserError(
+                "export=engine builds a TensorRT engine, which needs a CUDA GPU: train with device=0, or use "
+                "export=onnx and build the engine on the GPU machine (trtexec --onnx=best.onnx)"
+            )
+        if importlib.util.find_spec("tensorrt") is None:
+            raise UserError(
+                "export=engine needs TensorRT, which is not installed: pip install tensorrt, or use export=onnx"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point shared by run.py and the ikd-yolo script."""
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(argv)
+    except Exception as e:  # one line and exit code 2 for a user's mistake; a bug keeps its traceback
+        message = user_message(e)
+        if message is None or os.environ.get("IKD_DEBUG", "0") not in {"", "0"}:
+            raise
+        print(f"run.py: {message}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "probe":
         from .probe import main as probe_main
 
@@ -103,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_demo()
         return 0
-    try:
-        train(parse_args(argv))
-    except (TeacherError, IKDSettingError) as e:
-        print(f"run.py: {e}", file=sys.stderr)
-        return 2
+    train(parse_args(argv))
     return 0
 
 

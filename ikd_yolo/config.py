@@ -1,24 +1,129 @@
-"""IKD settings: one validated object whose defaults live in ``cfg/ikd.yaml``.
+"""IKD settings, each declared once here: default, type, accepted values and help.
 
 The settings travel as extra keys of the Ultralytics train arguments (``trainer.args``), because that is the only
 state Ultralytics' multi-GPU launcher carries into its worker processes (it rebuilds the trainer from
 ``vars(trainer.args)``) and the only state a resumed run gets back from ``last.pt``. :class:`IKDConfig` is the typed
 view of those keys; it is rebuilt from the args wherever it is needed.
+
+``cfg/ikd.yaml`` is the file of defaults users read; it is written from :data:`SETTINGS` by
+``python -m ikd_yolo.config > cfg/ikd.yaml`` and a test holds it to the declaration. The modules that own a
+setting's choices export them (:data:`ikd_yolo.kd_losses.KD_LOSSES`, :data:`ikd_yolo.losses.FEATURE_LOSSES`).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, make_dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import yaml
+from .errors import UserError
+from .kd_losses import KD_LOSSES
+from .losses import FEATURE_LOSSES
 
 
-class IKDSettingError(ValueError):
+class IKDSettingError(UserError):
     """An IKD setting has a wrong type or value; the message names the key and the accepted values."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One IKD key: its default (whose type is the key's type), help, and choices or an inclusive range."""
+
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    section: str = ""
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+
+_BASE = "clean-image distillation: the feature base (dis_loss) and the response terms (cls_kd, dfl_kd)"
+_SCHED = "schedule and calibration of every distillation term"
+_FREQ = "1. sample-specific frequency augmentation (dataloader)"
+_ADV = "2. adversarial feature augmentation (loss)"
+
+
+def _s(default, help, section, choices=None, low=None, high=None) -> Setting:
+    return Setting(default, help, choices, low, high, section)
+
+
+SETTINGS: dict[str, Setting] = {
+    # --- base feature distillation on clean images ---
+    "kd_loss": _s("pkd", "feature KD loss on the Detect inputs (dis_loss): pkd (1 - Pearson r per channel), cwd, "
+                  "native (Ultralytics' score-weighted L2, weight `dis`), mgd or fgd", _BASE, choices=KD_LOSSES),
+    "kd_pkd_weight": _s(1.0, "pkd weight per level (Cao et al. NeurIPS 2022; bounded in [0, 2] per level)", _BASE,
+                        low=0.0, high=1e6),
+    "kd_cwd_tau": _s(1.0, "cwd temperature (Shu et al. ICCV 2021, detection setting: 1.0)", _BASE, low=1e-3, high=100.0),
+    "kd_cwd_weight": _s(5.0, "cwd weight per level (the authors' RetinaNet-FPN detection setting: 5)", _BASE,
+                        low=0.0, high=1e6),
+    "kd_cwd_norm": _s(True, "cwd on per-channel standardised features (as MMYOLO's and DAMO-YOLO's BN-normalised "
+                      "cwd): invariant to feature scale", _BASE),
+    "kd_mgd_alpha": _s(0.00032, "mgd weight: the paper's one-stage 2e-5 x 16 (initial dis_loss 3.2 on the demo)",
+                       _BASE, low=0.0, high=1e6),
+    "kd_mgd_lambda": _s(0.65, "mgd fraction of student positions masked (Yang et al. ECCV 2022, one-stage: 0.65)",
+                        _BASE, low=0.0, high=0.99),
+    "kd_fgd_temp": _s(0.5, "fgd attention temperature (Yang et al. CVPR 2022, RetinaNet: 0.5)", _BASE,
+                      low=1e-3, high=100.0),
+    "kd_fgd_alpha": _s(0.002, "fgd foreground weight: the authors' RetinaNet 1e-3 x 2", _BASE, low=0.0, high=1e6),
+    "kd_fgd_beta": _s(0.001, "fgd background weight: the authors' RetinaNet 5e-4 x 2", _BASE, low=0.0, high=1e6),
+    "kd_fgd_gamma": _s(0.001, "fgd attention-transfer (L1) weight: the authors' RetinaNet 5e-4 x 2", _BASE,
+                       low=0.0, high=1e6),
+    "kd_fgd_lambda": _s(0.00001, "fgd global (GcBlock relation) weight: the authors' RetinaNet 5e-6 x 2", _BASE,
+                        low=0.0, high=1e6),
+    "kd_cls_weight": _s(1.0, "classification KD on the Detect class logits (cls_kd): BCE to the teacher's "
+                        "probabilities weighted by |p_t - p_s|^beta (BCKD, Yang et al. ICCV 2023); 0 = off", _BASE,
+                        low=0.0, high=1e6),
+    "kd_cls_beta": _s(1.0, "exponent of the BCKD weight |p_t - p_s|^beta (paper: 1.0)", _BASE, low=0.0, high=10.0),
+    "kd_dfl_weight": _s(1.0, "localisation KD on the DFL bins (dfl_kd): KL at temperature kd_dfl_tau, weighted by the "
+                        "teacher's class confidence (LD, Zheng et al. CVPR 2022); 0 = off", _BASE, low=0.0, high=1e6),
+    "kd_dfl_tau": _s(10.0, "LD temperature (paper: 10)", _BASE, low=1e-3, high=100.0),
+    # --- schedule and calibration ---
+    "kd_warmup_epochs": _s(1.0, "every KD term ramps in linearly over this many epochs (per iteration) while the "
+                           "projector warms up", _SCHED, low=0.0, high=1e4),
+    "kd_final_scale": _s(0.1, "after the ramp, the KD scale decays on a cosine from 1 to this at the end of the KD "
+                         "epochs", _SCHED, low=0.0, high=1.0),
+    "kd_close_mosaic_off": _s(True, "every KD term (and the teacher's forward) off in the close_mosaic epochs", _SCHED),
+    "kd_balance": _s(0.3, "automatic weights: at the start each KD term is scaled so that its gradient on the "
+                     "student is this fraction of the detection loss's gradient; 0 = use the fixed weights", _SCHED,
+                     low=0.0, high=100.0),
+    "kd_balance_batches": _s(4, "training batches averaged by the kd_balance calibration", _SCHED, low=1, high=1000),
+    # --- 1. sample-specific frequency augmentation (dataloader) ---
+    "freq_aug": _s(True, "append the size-aware frequency augmentation to the training pipeline", _FREQ),
+    "freq_small_area": _s(0.0025, "box area, as a fraction of the training image, below which an object is small "
+                          "(COCO 32^2 at 640^2)", _FREQ, low=0.0, high=1.0),
+    "freq_noise_p": _s(0.3, "probability of Gaussian noise on a sample whose objects are all small", _FREQ,
+                       low=0.0, high=1.0),
+    "freq_noise_sigma": _s(0.08, "noise std on a 0..1 image (ImageNet-C gaussian_noise severity 1)", _FREQ,
+                           low=0.0, high=1.0),
+    "freq_crop_p": _s(0.5, "probability of a zoom crop on a sample with at least one medium/large object", _FREQ,
+                      low=0.0, high=1.0),
+    "freq_crop_min_side": _s(0.8, "a crop keeps a fraction of each side drawn uniformly from [this, 1]", _FREQ,
+                             low=0.1, high=1.0),
+    # --- 2. adversarial feature augmentation (loss) ---
+    "adv_aug": _s(True, "match student to teacher features on adversarial images made against the teacher", _ADV),
+    "adv_weight": _s(1.0, "weight of the adversarial feature term (per-element mean loss, x batch size like other "
+                     "terms; rescaled by kd_balance when that is on)", _ADV, low=0.0, high=1e6),
+    "adv_loss": _s("mse", "adversarial feature loss", _ADV, choices=FEATURE_LOSSES),
+    "adv_cwd_tau": _s(1.0, "temperature of the cwd adversarial loss", _ADV, low=1e-3, high=100.0),
+    "adv_eps": _s(8.0, "L-inf bound of the perturbation, in pixel levels of 255", _ADV, low=0.0, high=255.0),
+    "adv_step": _s(2.0, "step size per attack iteration, in pixel levels of 255", _ADV, low=0.0, high=255.0),
+    "adv_steps": _s(2, "MI-DI-FGSM iterations per batch (reference: 5)", _ADV, low=0, high=100),
+    "adv_decay": _s(1.0, "momentum decay of MI-FGSM", _ADV, low=0.0, high=10.0),
+    "adv_di_prob": _s(0.5, "probability of input diversity (random shrink + zero pad) at each attack step", _ADV,
+                      low=0.0, high=1.0),
+    "adv_di_rate": _s(0.9, "smallest shrink factor of input diversity", _ADV, low=0.1, high=1.0),
+    "adv_batch_frac": _s(0.5, "fraction of each batch that is attacked and used by the term", _ADV, low=0.01, high=1.0),
+    "adv_epochs": _s(0.667, "fraction of the epochs (from the start) during which the term is on (reference: 16/24)",
+                     _ADV, low=0.0, high=1.0),
+}
+
+KEYS: tuple[str, ...] = tuple(SETTINGS)
 
 
 def cfg_file(name: str) -> Path:
@@ -33,61 +138,47 @@ def cfg_file(name: str) -> Path:
         return Path(__file__).resolve().parents[1] / "cfg" / name
 
 
-def _yaml_text() -> str:
-    return cfg_file("ikd.yaml").read_text()
-
-
 def default_settings() -> dict[str, Any]:
-    """Defaults of every IKD key, read from ``cfg/ikd.yaml``."""
-    return yaml.safe_load(_yaml_text())
+    """Defaults of every IKD key, in declaration order."""
+    return {k: s.default for k, s in SETTINGS.items()}
 
 
 def settings_help() -> dict[str, str]:
-    """The comment of each key in ``cfg/ikd.yaml``: the one place the keys are described."""
-    out = {}
-    for line in _yaml_text().splitlines():
-        m = re.match(r"^(\w+):\s*([^#]*?)\s*#\s*(.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(3)
-    return out
+    """The help text of each key."""
+    return {k: s.help for k, s in SETTINGS.items()}
 
 
-# Accepted values per key: a type plus an inclusive numeric range or a set of choices.
-_RULES: dict[str, tuple[type, Any]] = {
-    "kd_loss": (str, ("native", "cwd", "mgd", "fgd")),
-    "kd_cwd_tau": (float, (1e-3, 100.0)),
-    "kd_cwd_weight": (float, (0.0, 1e6)),
-    "kd_mgd_alpha": (float, (0.0, 1e6)),
-    "kd_mgd_lambda": (float, (0.0, 0.99)),
-    "kd_fgd_temp": (float, (1e-3, 100.0)),
-    "kd_fgd_alpha": (float, (0.0, 1e6)),
-    "kd_fgd_beta": (float, (0.0, 1e6)),
-    "kd_fgd_gamma": (float, (0.0, 1e6)),
-    "kd_fgd_lambda": (float, (0.0, 1e6)),
-    "freq_aug": (bool, None),
-    "freq_small_area": (float, (0.0, 1.0)),
-    "freq_noise_p": (float, (0.0, 1.0)),
-    "freq_noise_sigma": (float, (0.0, 1.0)),
-    "freq_crop_p": (float, (0.0, 1.0)),
-    "freq_crop_min_side": (float, (0.1, 1.0)),
-    "adv_aug": (bool, None),
-    "adv_weight": (float, (0.0, 1e6)),
-    "adv_loss": (str, ("mse", "l1", "cwd")),
-    "adv_cwd_tau": (float, (1e-3, 100.0)),
-    "adv_eps": (float, (0.0, 255.0)),
-    "adv_step": (float, (0.0, 255.0)),
-    "adv_steps": (int, (0, 100)),
-    "adv_decay": (float, (0.0, 10.0)),
-    "adv_di_prob": (float, (0.0, 1.0)),
-    "adv_di_rate": (float, (0.1, 1.0)),
-    "adv_batch_frac": (float, (0.01, 1.0)),
-    "adv_epochs": (float, (0.0, 1.0)),
-}
+def yaml_value(value: Any) -> str:
+    """A default as YAML writes it and reads it back with the same type (PyYAML reads ``1e-05`` as a string)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and "e" in repr(value):
+        return f"{value:.12f}".rstrip("0")
+    return str(value)
+
+
+def render_yaml() -> str:
+    """The text of ``cfg/ikd.yaml``: every key with its default and help, by section."""
+    lines = [
+        "# IKD settings: defaults for every key that ikd_yolo adds to Ultralytics' train arguments.",
+        "# Override on the command line (python run.py adv_steps=2) or from Python (IKDTrainer(overrides={...})).",
+        "# Written from ikd_yolo/config.py (python -m ikd_yolo.config > cfg/ikd.yaml): edit the declaration there.",
+    ]
+    section = None
+    for key, s in SETTINGS.items():
+        if s.section != section:
+            section = s.section
+            lines += ["", f"# --- {section} ---"]
+        value = yaml_value(s.default)
+        accepted = f" [{', '.join(s.choices)}]" if s.choices else ""
+        lines.append(f"{key}: {value}  # {s.help}{accepted}")
+    return "\n".join(lines) + "\n"
 
 
 def _check(key: str, value: Any) -> Any:
     """Return ``value`` converted to the key's type, or raise IKDSettingError naming the key."""
-    kind, rule = _RULES[key]
+    s = SETTINGS[key]
+    kind = s.kind
     if kind is bool:
         if isinstance(value, str) and value.lower() in {"true", "false"}:
             value = value.lower() == "true"
@@ -99,55 +190,26 @@ def _check(key: str, value: Any) -> Any:
         if kind is int and ok and float(value) != int(value):
             ok = False
         if not ok:
-            example = default_settings()[key]
-            raise IKDSettingError(f"IKD setting '{key}={value!r}' must be {'an' if kind is int else 'a'} {kind.__name__}, e.g. {key}={example}")
+            article = "an" if kind is int else "a"
+            raise IKDSettingError(
+                f"IKD setting '{key}={value!r}' must be {article} {kind.__name__}, e.g. {key}={s.default}"
+            )
         value = kind(value)
-        lo, hi = rule
-        if not lo <= value <= hi:
-            raise IKDSettingError(f"IKD setting '{key}={value}' is out of range: use a value in [{lo}, {hi}]")
+        if not s.low <= value <= s.high:
+            raise IKDSettingError(
+                f"IKD setting '{key}={value}' is out of range: use a value in [{kind(s.low)}, {kind(s.high)}]"
+            )
         return value
     value = str(value)
-    if value not in rule:
-        raise IKDSettingError(f"IKD setting '{key}={value}' is not supported: use one of {', '.join(rule)}")
+    if value not in s.choices:
+        raise IKDSettingError(f"IKD setting '{key}={value}' is not supported: use one of {', '.join(s.choices)}")
     return value
 
 
-@dataclass(frozen=True)
-class IKDConfig:
-    """Validated IKD settings. Build with :meth:`from_mapping`; see ``cfg/ikd.yaml`` for each key's meaning."""
-
-    kd_loss: str
-    kd_cwd_tau: float
-    kd_cwd_weight: float
-    kd_mgd_alpha: float
-    kd_mgd_lambda: float
-    kd_fgd_temp: float
-    kd_fgd_alpha: float
-    kd_fgd_beta: float
-    kd_fgd_gamma: float
-    kd_fgd_lambda: float
-    freq_aug: bool
-    freq_small_area: float
-    freq_noise_p: float
-    freq_noise_sigma: float
-    freq_crop_p: float
-    freq_crop_min_side: float
-    adv_aug: bool
-    adv_weight: float
-    adv_loss: str
-    adv_cwd_tau: float
-    adv_eps: float
-    adv_step: float
-    adv_steps: int
-    adv_decay: float
-    adv_di_prob: float
-    adv_di_rate: float
-    adv_batch_frac: float
-    adv_epochs: float
-
+class _ConfigMethods:
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None = None) -> IKDConfig:
-        """Defaults from ``cfg/ikd.yaml`` updated with the IKD keys found in ``mapping`` (other keys are ignored)."""
+    def from_mapping(cls, mapping: Mapping[str, Any] | None = None):
+        """Defaults updated with the IKD keys found in ``mapping`` (other keys are ignored), validated."""
         values = default_settings()
         if mapping:
             values.update({k: v for k, v in mapping.items() if k in values})
@@ -158,4 +220,16 @@ class IKDConfig:
         return asdict(self)
 
 
-KEYS: tuple[str, ...] = tuple(f.name for f in fields(IKDConfig))
+IKDConfig = make_dataclass(
+    "IKDConfig",
+    [(k, s.kind) for k, s in SETTINGS.items()],
+    bases=(_ConfigMethods,),
+    frozen=True,
+    namespace={"__doc__": "Validated IKD settings (one field per key of SETTINGS). Build with from_mapping."},
+)
+IKDConfig.__module__ = __name__
+
+assert tuple(f.name for f in fields(IKDConfig)) == KEYS
+
+if __name__ == "__main__":
+    print(render_yaml(), end="")

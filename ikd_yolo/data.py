@@ -67,16 +67,22 @@ def _draw_object(img: np.ndarray, rng: np.random.Generator, cls: int, x0: int, y
         cv2.rectangle(img, (x0, y0 + c - w // 2), (x1, y0 + c - w // 2 + w), color, -1)
 
 
-def _sample_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
-    """One image and its YOLO labels (cls, xc, yc, w, h normalised)."""
+def _sample_image(
+    rng: np.random.Generator, size: int, small_objects: bool = True
+) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
+    """One image and its YOLO labels (cls, xc, yc, w, h normalised); without ``small_objects`` none is small."""
     img = _background(rng, size)
-    all_small = rng.random() < 0.4
-    n = int(rng.integers(3, 9)) if all_small else int(rng.integers(1, 5))
+    all_small = small_objects and rng.random() < 0.4
+    n = int(rng.integers(3, 9)) if all_small else int(rng.integers(1, 5 if small_objects else 7))
     small_max = np.sqrt(SMALL_AREA) * size * 0.95
     boxes: list[tuple[int, int, int]] = []
     labels = []
     for k in range(n):
-        if all_small or k > 0 and rng.random() < 0.5:
+        if not small_objects:  # medium (60 %) or large
+            side = rng.uniform(np.sqrt(SMALL_AREA) * size * 1.1, np.sqrt(MEDIUM_AREA) * size)
+            if rng.random() >= 0.6:
+                side = rng.uniform(np.sqrt(MEDIUM_AREA) * size * 1.05, 0.5 * size)
+        elif all_small or k > 0 and rng.random() < 0.5:
             side = rng.uniform(min(max(5.0, 0.025 * size), small_max - 1), small_max)
         elif rng.random() < 0.5:
             side = rng.uniform(np.sqrt(SMALL_AREA) * size * 1.1, np.sqrt(MEDIUM_AREA) * size)
@@ -101,7 +107,13 @@ def _sample_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list
 
 
 def make_shapes_dataset(
-    root: str | Path, n_train: int = 96, n_val: int = 32, imgsz: int = 128, seed: int = 0, channels: int = 3
+    root: str | Path,
+    n_train: int = 96,
+    n_val: int = 32,
+    imgsz: int = 128,
+    seed: int = 0,
+    channels: int = 3,
+    small_objects: bool = True,
 ) -> Path:
     """Write the dataset under ``root`` (reused when already made with the same parameters); return its data yaml.
 
@@ -112,9 +124,13 @@ def make_shapes_dataset(
         imgsz: Side of the square images in pixels.
         seed: Seed of the generator; the same seed gives the same files.
         channels: 3 for colour, 1 for grayscale images (written as single-channel PNGs).
+        small_objects: False for images with medium and large objects only (1-6 per image): at 128 px a small
+            object is under 6.4 px wide, which no model of the CPU benchmark detects.
     """
     root = Path(root).resolve()
     params = {"n_train": n_train, "n_val": n_val, "imgsz": imgsz, "seed": seed, "channels": channels, "v": 1}
+    if not small_objects:
+        params["small_objects"] = False
     yaml_path = root / "data.yaml"
     stamp = root / "params.json"
     if yaml_path.exists() and stamp.exists() and json.loads(stamp.read_text()) == params:
@@ -124,7 +140,7 @@ def make_shapes_dataset(
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            img, labels = _sample_image(rng, imgsz)
+            img, labels = _sample_image(rng, imgsz, small_objects)
             if channels == 1:
                 img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
             cv2.imwrite(str(root / "images" / split / f"{i:05d}.png"), img)

@@ -1,4 +1,4 @@
-"""Clean-image feature distillation losses selected by ``kd_loss``: cwd, mgd and fgd (``native`` is Ultralytics').
+"""Clean-image feature distillation losses selected by ``kd_loss``: pkd, cwd, mgd and fgd (``native`` is Ultralytics').
 
 Every loss compares, level by level, the student's Detect-input features after the wrapper's 1x1 ``projector``
 (so student and teacher tensors of a level have the same shape (N, C_l, H_l, W_l)) with the frozen teacher's, and
@@ -7,9 +7,15 @@ loss's own modules (FGD's teacher-side context block included) receive gradients
 other terms, multiplies it by the batch size before backward. The native term's weight ``dis`` is not used by
 these losses: each has its own weights (``kd_*`` keys of ``cfg/ikd.yaml``).
 
+- **pkd** (Cao et al., NeurIPS 2022, "PKD: General Distillation Framework for Object Detectors via Pearson
+  Correlation Coefficient"): both maps standardised per channel over (N, H, W), then half their MSE, i.e.
+  1 - Pearson r, times ``kd_pkd_weight`` per level. Bounded and blind to the scale of the teacher's features, so
+  high-magnitude channels do not dominate and one weight fits every teacher. No trainable part.
 - **cwd** (Shu et al., ICCV 2021, "Channel-wise Knowledge Distillation for Dense Prediction"): each channel is a
   distribution over the H*W positions (softmax at temperature tau); KL(teacher || student) * tau^2, averaged over
-  images and channels (:func:`ikd_yolo.losses.cwd_loss`), times ``kd_cwd_weight``. No trainable part.
+  images and channels (:func:`ikd_yolo.losses.cwd_loss`), times ``kd_cwd_weight``. No trainable part. With
+  ``kd_cwd_norm`` (default) both maps are standardised per channel first, as MMYOLO's and DAMO-YOLO's cwd
+  normalise with an affine-free BatchNorm.
 - **mgd** (Yang et al., ECCV 2022, "Masked Generative Distillation"): a random fraction ``kd_mgd_lambda`` of the
   student's positions is zeroed (the same positions in every channel), a per-level generation block
   (3x3 conv, ReLU, 3x3 conv) must regenerate the teacher's full feature map from what is left; squared error
@@ -45,24 +51,43 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .losses import cwd_loss
+from .losses import cwd_loss, pkd_loss, standardize
 
-KD_LOSSES = ("native", "cwd", "mgd", "fgd")
+KD_LOSSES = ("pkd", "cwd", "native", "mgd", "fgd")
+
+
+class PKDLoss(nn.Module):
+    """Pearson-correlation distillation (:func:`ikd_yolo.losses.pkd_loss`) summed over levels."""
+
+    def __init__(self, weight: float):
+        """``weight``: multiplier of the per-level loss."""
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, students: list[torch.Tensor], teachers: list[torch.Tensor], batch: dict | None = None):
+        """Sum over levels of weight * (1 - Pearson r), per channel over (N, H, W)."""
+        total = students[0].new_zeros((), dtype=torch.float32)
+        for s, t in zip(students, teachers, strict=True):
+            total = total + pkd_loss(s, t.detach()) * self.weight
+        return total
 
 
 class CWDLoss(nn.Module):
-    """Channel-wise distillation summed over levels."""
+    """Channel-wise distillation summed over levels, optionally on per-channel standardised features."""
 
-    def __init__(self, tau: float, weight: float):
-        """``tau``: softmax temperature; ``weight``: multiplier of the per-level loss."""
+    def __init__(self, tau: float, weight: float, norm: bool = False):
+        """``tau``: softmax temperature; ``weight``: multiplier of the per-level loss; ``norm``: standardise first."""
         super().__init__()
         self.tau = tau
         self.weight = weight
+        self.norm = norm
 
     def forward(self, students: list[torch.Tensor], teachers: list[torch.Tensor], batch: dict | None = None):
         """Sum over levels of weight * KL(teacher || student) of the per-channel spatial distributions."""
         total = students[0].new_zeros((), dtype=torch.float32)
-        for s, t in zip(students, [t.detach() for t in teachers]):
+        for s, t in zip(students, [t.detach() for t in teachers], strict=True):
+            if self.norm:
+                s, t = standardize(s), standardize(t)
             total = total + cwd_loss(s, t, self.tau) * self.weight
         return total
 
@@ -207,8 +232,10 @@ def build_kd_module(ikd, channels: list[int]) -> nn.Module | None:
     """The loss module for ``ikd.kd_loss`` over levels with the given (teacher) channels; None for native."""
     if ikd.kd_loss == "native":
         return None
+    if ikd.kd_loss == "pkd":
+        return PKDLoss(ikd.kd_pkd_weight)
     if ikd.kd_loss == "cwd":
-        return CWDLoss(ikd.kd_cwd_tau, ikd.kd_cwd_weight)
+        return CWDLoss(ikd.kd_cwd_tau, ikd.kd_cwd_weight, ikd.kd_cwd_norm)
     if ikd.kd_loss == "mgd":
         return MGDLoss(channels, ikd.kd_mgd_alpha, ikd.kd_mgd_lambda)
     if ikd.kd_loss == "fgd":

@@ -11,6 +11,25 @@ import torch
 import torch.nn.functional as F
 
 
+FEATURE_LOSSES = ("mse", "l1", "cwd", "pkd")
+
+
+def standardize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each channel of (N, C, H, W) ``x`` to zero mean and unit variance over (N, H, W), in float32."""
+    x = x.float()
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), keepdim=True, unbiased=False)
+    return (x - mean) / (var + eps).sqrt()
+
+
+def pkd_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """PKD (Cao et al., NeurIPS 2022): half the MSE of per-channel standardised maps, i.e. 1 - Pearson r per channel.
+
+    Bounded in [0, 2], zero when the student's map is any positive affine transform of the teacher's (per channel).
+    """
+    return F.mse_loss(standardize(student), standardize(teacher)) / 2
+
+
 def mse_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Mean squared error over all elements."""
     return F.mse_loss(student.float(), teacher.float())
@@ -35,11 +54,13 @@ def cwd_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = 1.0) -> 
 
 
 def feature_loss(name: str, student: torch.Tensor, teacher: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """Dispatch to the loss called ``name`` (mse, l1 or cwd)."""
+    """Dispatch to the loss called ``name`` (one of :data:`FEATURE_LOSSES`)."""
     if name == "mse":
         return mse_loss(student, teacher)
     if name == "l1":
         return l1_loss(student, teacher)
     if name == "cwd":
         return cwd_loss(student, teacher, tau)
-    raise ValueError(f"unknown feature loss '{name}': use mse, l1 or cwd")
+    if name == "pkd":
+        return pkd_loss(student, teacher)
+    raise ValueError(f"unknown feature loss '{name}': use one of {', '.join(FEATURE_LOSSES)}")

@@ -1,15 +1,21 @@
-"""IKDDistillationModel: Ultralytics' DistillationModel plus IKD's adversarial feature term.
+"""IKDDistillationModel: Ultralytics' DistillationModel plus response KD, a KD schedule and IKD's adversarial term.
 
-Ultralytics' ``DistillationModel`` already does the clean-image part: frozen teacher, forward hooks on the Detect
-inputs of both networks, a trained 1x1 projector per level, score-weighted L2 (weight ``dis``), teacher stripped
-from checkpoints, and a zero ``dis_loss`` in eval mode so validation columns line up. This subclass adds two things:
+Ultralytics' ``DistillationModel`` provides the frame: frozen teacher, forward hooks on the Detect inputs and on the
+Detect head of both networks, a trained 1x1 projector per level, teacher stripped from checkpoints, and a zero
+``dis_loss`` in eval mode so validation columns line up. This subclass computes the training loss itself:
 
-**Choice of clean-image KD loss** (``kd_loss``). ``native`` keeps Ultralytics' term untouched (``super().loss``).
-``cwd``, ``mgd`` and ``fgd`` (:mod:`ikd_yolo.kd_losses`) replace it: the same teacher and student forwards and
-detection loss, then the chosen loss on the projected student features vs the teacher's, reported as
-``dis_loss`` (weighted by its own ``kd_*`` keys; ``dis`` is the native term's weight only). Its trainable parts
-(MGD's generation blocks, FGD's global-context blocks) are the submodule ``kd_module``, so the optimizer, the EMA,
-checkpoints and resume carry them like the projector.
+**Feature base** (``kd_loss``, reported as ``dis_loss``). ``native`` is Ultralytics' score-weighted L2 (weight
+``dis``), computed with Ultralytics' own ``loss_sl2``; ``pkd``, ``cwd``, ``mgd`` and ``fgd``
+(:mod:`ikd_yolo.kd_losses`) compare the projected student features with the teacher's, with their own ``kd_*``
+weights. Their trainable parts (MGD's generation blocks, FGD's global-context blocks) are the submodule
+``kd_module``, so the optimizer, the EMA, checkpoints and resume carry them like the projector.
+
+**Response terms** (``cls_kd``, ``dfl_kd``; :mod:`ikd_yolo.response_kd`): BCKD on the class logits and LD on the
+DFL bins, from the Detect outputs the hooks already capture.
+
+**Schedule and calibration** (:mod:`ikd_yolo.schedule`): every KD term is multiplied by ``kd_scale`` (set by the
+trainer each iteration) and by a per-term gain, calibrated on the first batches when ``kd_balance`` is on and kept
+in the buffer ``kd_gain``. At scale 0 the teacher is not run.
 
 **Adversarial feature augmentation.** A fraction of the current (already augmented) batch is attacked with
 MI-DI-FGSM against the frozen teacher's classification loss on the batch's ground truth
@@ -24,6 +30,7 @@ Choices made deliberately:
 - The student runs on adversarial images in train mode (batch statistics, as for clean images) but its BatchNorm
   running statistics are left as they were, so that evaluation statistics describe clean images only.
 - A batch on which the attack produces a non-finite gradient skips the term (counted in ``adv_skipped``).
+- The calibration's gradients are taken with ``torch.autograd.grad`` too (no parameter's ``.grad`` is touched).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from ultralytics.nn.distill_model import DistillationModel
 
@@ -40,6 +48,11 @@ from .adversarial import AttackFailed, TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
 from .kd_losses import build_kd_module
 from .losses import feature_loss
+from .response_kd import bckd_loss, head_outputs, ld_loss
+from .schedule import GradientBalance
+
+# KD terms: name in the code and in kd_gain -> loss column (results.csv, progress bar)
+KD_TERMS = {"dis": "dis_loss", "cls": "cls_kd", "dfl": "dfl_kd", "adv": "adv_loss"}
 
 # The teacher's classification loss is multiplied by this before its input gradient is taken: the gradient is
 # L1-normalised per sample and only its sign is used, so the factor changes nothing except keeping fp16
@@ -74,67 +87,140 @@ def sub_batch(batch: dict, n: int) -> dict:
 
 
 class IKDDistillationModel(DistillationModel):
-    """Teacher-student wrapper computing detection loss, clean feature KD (``dis_loss``) and IKD's ``adv_loss``.
+    """Teacher-student wrapper: detection loss, feature KD, response KD and IKD's adversarial term.
 
     Attributes:
         ikd (IKDConfig): IKD settings.
+        kd_scale (float): Schedule factor of every KD term for the current iteration (set by the trainer).
         adv_active (bool): Whether the adversarial term is on for the current epoch (set by the trainer).
         adv_skipped (int): Batches whose attack failed numerically and skipped the term.
+        kd_gain (Tensor): Per-term gains, in the order of ``KD_TERMS`` (1 until ``kd_balance`` calibrates them).
+        kd_calibrated (Tensor): 1 once the gains are calibrated (or when ``kd_balance`` is 0).
     """
 
     def __init__(self, teacher_model: str | Path | nn.Module, student_model: nn.Module, ikd: IKDConfig):
-        """Build the wrapper; ``ikd`` holds the settings of the adversarial term."""
+        """Build the wrapper; ``ikd`` holds the distillation settings."""
         super().__init__(teacher_model=teacher_model, student_model=student_model)
         self.ikd = ikd
+        self.kd_scale = 1.0
         self.adv_active = ikd.adv_aug
         self.adv_skipped = 0
         self._teacher_loss: TeacherClsLoss | None = None
+        self._balance: GradientBalance | None = None
+        device = next(self.projector.parameters()).device
         channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
         kd_module = build_kd_module(ikd, channels)
-        self.kd_module = kd_module.to(next(self.projector.parameters()).device) if kd_module is not None else None
+        self.kd_module = kd_module.to(device) if kd_module is not None else None
+        self.register_buffer("kd_gain", torch.ones(len(KD_TERMS), device=device))
+        self.register_buffer("kd_calibrated", torch.tensor(0.0 if ikd.kd_balance > 0 else 1.0, device=device))
+        reg_max = [getattr(m.model[-1], "reg_max", 1) for m in (self.teacher_model, self.student_model)]
+        self.dfl_kd_on = ikd.kd_dfl_weight > 0 and reg_max[0] == reg_max[1] > 1
 
     def __getstate__(self):
         """Drop the cached teacher criterion: it references the teacher, which must not reach EMA or checkpoints."""
         state = super().__getstate__()
         state["_teacher_loss"] = None
+        state["_balance"] = None
         return state
 
-    def loss(self, batch: dict, preds=None):
-        """Detection loss + clean feature KD (``kd_loss``) + adversarial feature KD; ``adv_loss`` is always emitted."""
-        if self.kd_module is None or not self.training:  # native, and every kd_loss in eval mode (zero dis_loss)
-            loss, items = super().loss(batch, preds)
-        else:
-            loss, items = self.clean_kd_loss(batch)
-        adv = torch.zeros(1, device=batch["img"].device)
-        if self.training and self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0:
-            adv = self.adversarial_feature_loss(batch) * self.ikd.adv_weight
-        items["adv_loss"] = adv.detach()
-        return torch.cat([loss, adv * batch["img"].shape[0]]), items
+    def gains(self) -> dict[str, float]:
+        """The per-term gains as a dict (``dis``, ``cls``, ``dfl``, ``adv``)."""
+        return {k: float(v) for k, v in zip(KD_TERMS, self.kd_gain.tolist(), strict=True)}
 
-    def pop_neck_features(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The hooked Detect-input features of the last forwards: projected student's and teacher's, per level.
+    def loss(self, batch: dict, preds=None):
+        """Detection loss followed by the four KD terms (``dis_loss``, ``cls_kd``, ``dfl_kd``, ``adv_loss``)."""
+        device = batch["img"].device
+        zero = torch.zeros(1, device=device)
+        calibrating = self.training and self.kd_calibrated.item() < 0.5
+        if not self.training or (self.kd_scale <= 0 and not calibrating):  # eval, or KD off: no teacher forward
+            if preds is None or self.training:
+                preds = self.student_model(batch["img"])
+            self._teacher_feats.clear()
+            self._student_feats.clear()
+            regular, items = self.student_model.loss(batch, preds)
+            items.update({name: zero.detach() for name in KD_TERMS.values()})
+            return torch.cat([regular, zero.repeat(len(KD_TERMS))]), items
+
+        regular, items, terms = self.clean_kd_terms(batch)
+        if self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0:
+            terms["adv"] = self.adversarial_feature_loss(batch) * self.ikd.adv_weight
+        bs = batch["img"].shape[0]
+        if calibrating:
+            self.calibrate(regular.sum(), {k: v * bs for k, v in terms.items()})
+        out = []
+        for i, (term, column) in enumerate(KD_TERMS.items()):
+            value = terms[term] * (self.kd_gain[i] * self.kd_scale) if term in terms and not calibrating else zero
+            value = value.reshape(1)
+            items[column] = value.detach()
+            out.append(value * bs)
+        return torch.cat([regular, *out]), items
+
+    def calibrate(self, det_loss: torch.Tensor, kd_losses: dict[str, torch.Tensor]) -> None:
+        """One batch of the ``kd_balance`` calibration; sets ``kd_gain`` once enough batches are in."""
+        if self._balance is None:
+            self._balance = GradientBalance(self.ikd.kd_balance, self.ikd.kd_balance_batches, tuple(KD_TERMS))
+        params = [p for p in self.student_model.parameters() if p.requires_grad]
+        if self._balance.observe(det_loss, kd_losses, params):
+            gains = self._balance.gains()
+            self.kd_gain.copy_(torch.tensor([gains[k] for k in KD_TERMS], device=self.kd_gain.device))
+            if dist.is_available() and dist.is_initialized():  # one set of gains for every rank: their mean
+                dist.all_reduce(self.kd_gain)
+                self.kd_gain.div_(dist.get_world_size())
+            self.kd_calibrated.fill_(1.0)
+            self._balance = None
+
+    def pop_features(self) -> tuple[list[torch.Tensor], list[torch.Tensor], dict | None, dict | None]:
+        """The hooked features of the last forwards: projected student's and teacher's Detect inputs per level, and
+        the student's and teacher's dense Detect outputs (None if a network's head did not run).
 
         The hook dicts are emptied, so no graph-holding tensor outlives the step.
         """
-        levels = range(len(self.feats_idx) - 1)  # the last tapped layer is the Detect head itself
-        students = [self.projector[i](self.decouple_outputs(self._student_feats[i])) for i in levels]
-        teachers = [self.decouple_outputs(self._teacher_feats[i]) for i in levels]
+        n = len(self.feats_idx) - 1  # the last tapped layer is the Detect head itself
+        students = [self.projector[i](self.decouple_outputs(self._student_feats[i])) for i in range(n)]
+        teachers = [self.decouple_outputs(self._teacher_feats[i]) for i in range(n)]
+        heads = [head_outputs(f[n]) if n in f else None for f in (self._student_feats, self._teacher_feats)]
         self._teacher_feats.clear()
         self._student_feats.clear()
+        return students, teachers, heads[0], heads[1]
+
+    def pop_neck_features(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Projected student and teacher Detect inputs per level (see :meth:`pop_features`)."""
+        students, teachers, _, _ = self.pop_features()
         return students, teachers
 
-    def clean_kd_loss(self, batch: dict):
-        """``DistillationModel.loss``'s training path with ``kd_module`` in place of the score-weighted L2."""
+    def native_term(self, students: list[torch.Tensor], teachers: list[torch.Tensor], teacher_head) -> torch.Tensor:
+        """Ultralytics' score-weighted L2 (``DistillationModel.loss``'s formula), times ``dis``."""
+        scores = teacher_head["scores"]
+        parts = torch.split(scores, [t.shape[-2] * t.shape[-1] for t in teachers], dim=-1)
+        weights = tuple(p.sigmoid().max(dim=1, keepdim=True).values for p in parts)
+        total = torch.zeros(1, device=scores.device)
+        for i, (s, t) in enumerate(zip(students, teachers, strict=True)):
+            total = total + self.loss_sl2(s, t, feat_idx=i, teacher_scores=weights) * self.dis
+        return total
+
+    def clean_kd_terms(self, batch: dict):
+        """Teacher and student forwards on the clean batch: detection loss, its items, and the unweighted-by-schedule
+        KD terms ``dis`` (feature base), ``cls`` and ``dfl`` (response)."""
         self._teacher_feats.clear()
         self._student_feats.clear()
         with torch.no_grad():
             self.teacher_model(batch["img"])  # hooks capture teacher features
         preds = self.student_model(batch["img"])  # hooks capture student features
         regular_loss, loss_items = self.student_model.loss(batch, preds)
-        students, teachers = self.pop_neck_features()
-        kd = self.kd_module(students, teachers, batch).reshape(1)
-        loss_items["dis_loss"] = kd.detach()
-        return torch.cat([regular_loss, kd * batch["img"].shape[0]]), loss_items
+        students, teachers, student_head, teacher_head = self.pop_features()
+        teacher_head = {k: v.detach() for k, v in teacher_head.items() if k in ("boxes", "scores")}
+        student_head = head_outputs(preds) if student_head is None else student_head
+        if self.kd_module is None:
+            terms = {"dis": self.native_term(students, teachers, teacher_head)}
+        else:
+            terms = {"dis": self.kd_module(students, teachers, batch)}
+        if self.ikd.kd_cls_weight > 0:
+            cls = bckd_loss(student_head["scores"], teacher_head["scores"], self.ikd.kd_cls_beta)
+            terms["cls"] = cls * self.ikd.kd_cls_weight
+        if self.dfl_kd_on:
+            dfl = ld_loss(student_head["boxes"], teacher_head["boxes"], teacher_head["scores"], self.ikd.kd_dfl_tau)
+            terms["dfl"] = dfl * self.ikd.kd_dfl_weight
+        return regular_loss, loss_items, terms
 
     def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
         """Attack part of the batch against the teacher and match student to teacher features on it."""
@@ -167,7 +253,8 @@ class IKDDistillationModel(DistillationModel):
         with frozen_bn_statistics(self.student_model):
             self.student_model(adv_img)
         total = torch.zeros(1, device=device)
-        for student_feat, teacher_feat in zip(*self.pop_neck_features()):
+        students, teachers, _, _ = self.pop_features()
+        for student_feat, teacher_feat in zip(students, teachers, strict=True):
             total = total + feature_loss(self.ikd.adv_loss, student_feat, teacher_feat, self.ikd.adv_cwd_tau)
         if not torch.isfinite(total).all():
             self.adv_skipped += 1

@@ -17,8 +17,10 @@ from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoi
 from ultralytics.utils import ONLINE
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
+from .errors import UserError
 
-class TeacherError(ValueError):
+
+class TeacherError(UserError):
     """The teacher cannot be used; the message says why and how to fix it."""
 
 

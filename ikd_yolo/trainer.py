@@ -15,34 +15,27 @@ Wiring only; each IKD mechanism lives in its own module:
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
+import torch
 import yaml
-from ultralytics.cfg import cfg2dict
-from ultralytics.data.utils import check_det_dataset
+from ultralytics.cfg import cfg2dict, get_cfg, get_save_dir
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK, IterableSimpleNamespace, colorstr
+from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .config import KEYS, IKDConfig, default_settings
 from .frequency import SizeAwareFrequencyAug
-from .model import IKDDistillationModel
-from .teacher import TeacherError, check_teacher_data, check_teacher_student, load_teacher
+from .model import KD_TERMS, IKDDistillationModel
+from .schedule import kd_scale, kd_stop_epoch
+from .preflight import normalize_overrides, preflight
+from .teacher import check_teacher_data, check_teacher_student, load_teacher
 
 PREFIX = colorstr("IKD: ")
-
-
-def normalize_overrides(overrides: dict | None) -> dict:
-    """Map the ``teacher=`` alias onto Ultralytics' ``distill_model`` key (refusing two different teachers)."""
-    overrides = dict(overrides or {})
-    teacher = overrides.pop("teacher", None)
-    if teacher is not None:
-        other = overrides.get("distill_model")
-        if other is not None and str(other) != str(teacher):
-            raise TeacherError(f"teacher={teacher} and distill_model={other} disagree: pass only one of them.")
-        overrides["distill_model"] = str(teacher)
-    return overrides
 
 
 def frequency_augmentations(current: list | None, ikd: IKDConfig) -> list:
@@ -88,6 +81,17 @@ def find_frequency_aug(dataset) -> SizeAwareFrequencyAug | None:
     return None
 
 
+def new_run_dir(cfg: dict, overrides: dict) -> bool:
+    """Whether Ultralytics will create a new run folder for these arguments (not a resumed or reused one)."""
+    if overrides.get("resume"):
+        return False
+    try:
+        args = get_cfg(cfg, overrides)
+        return not args.exist_ok or not get_save_dir(args).exists()
+    except Exception:  # whatever Ultralytics refuses here it refuses again, with its own message, in __init__
+        return False
+
+
 class IKDTrainer(DetectionTrainer):
     """DetectionTrainer that distils a student from a teacher with IKD.
 
@@ -101,26 +105,28 @@ class IKDTrainer(DetectionTrainer):
     def __init__(self, cfg=DEFAULT_CFG, overrides: dict | None = None, _callbacks=None):
         """Validate IKD keys and the teacher before Ultralytics creates the run folder or loads any model."""
         overrides = normalize_overrides(overrides)
-        IKDConfig.from_mapping(overrides)  # fail on a bad IKD key before any folder or model is created
-        # a new run loads and checks its teacher before Ultralytics creates the run folder; a resumed one after
-        # Ultralytics has read the checkpoint's arguments, where the teacher path is stored
-        teacher = None if overrides.get("resume") else load_teacher(overrides.get("distill_model"))
-        if teacher is not None and overrides.get("data"):
-            check_teacher_data(teacher, check_det_dataset(overrides["data"]), f"teacher={overrides['distill_model']}")
-        batch = overrides.get("batch", 16)
-        if isinstance(batch, (int, float)) and batch < 1:
-            raise ValueError(
-                f"batch={batch} (AutoBatch) measures the student alone and would overflow memory with the teacher "
-                "and the attack: give a fixed batch size, e.g. batch=16."
-            )
+        # a new run loads and checks its inputs before Ultralytics creates the run folder; a resumed one loads its
+        # teacher after Ultralytics has read the checkpoint's arguments, where the teacher path is stored
+        teacher = preflight(overrides)
         cfg = cfg2dict(cfg)
         cfg = {**default_settings(), **cfg}  # IKD keys become valid train arguments
+        self._new_dir = new_run_dir(cfg, overrides)
         super().__init__(cfg, overrides, _callbacks)
+        try:
+            self._init_ikd(teacher)
+        except BaseException:
+            self.discard_unstarted_run()
+            raise
+
+    def _init_ikd(self, teacher) -> None:
         self.ikd = IKDConfig.from_mapping(vars(self.args))  # final values: a resumed run takes its checkpoint's
         self.teacher = teacher if teacher is not None else load_teacher(self.args.distill_model)
         check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
         self.args.augmentations = frequency_augmentations(getattr(self.args, "augmentations", None), self.ikd)
         self.freq_fractions: dict[str, float] = {}
+        self._batch_i = 0
+        self._gains_logged = False
+        self._warned_terms: set[str] = set()
         if LOCAL_RANK != -1 and "WORLD_SIZE" in os.environ and self.device.type not in {"cpu", "mps"}:
             # started by torchrun (or by Ultralytics' own launcher, which uses it too): the world is every process
             # of every node, not the length of this node's device list, which Ultralytics would take
@@ -128,6 +134,41 @@ class IKDTrainer(DetectionTrainer):
         if RANK in {-1, 0}:
             (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(self.ikd.to_dict(), sort_keys=False))
             LOGGER.info(f"{PREFIX}teacher={self.args.distill_model} " + ", ".join(f"{k}={v}" for k, v in self.ikd.to_dict().items()))
+
+    def train(self):
+        """Ultralytics' training; a run that fails before its first epoch is saved leaves no run folder behind."""
+        try:
+            return super().train()
+        except BaseException:
+            self.discard_unstarted_run()
+            raise
+
+    def discard_unstarted_run(self) -> None:
+        """Remove this run's folder if this run created it and it holds no result yet (no results.csv, no .pt)."""
+        d = getattr(self, "save_dir", None)
+        if RANK not in {-1, 0} or not self._new_dir or d is None or not Path(d).is_dir():
+            return
+        if (Path(d) / "results.csv").exists() or any(Path(d).rglob("*.pt")):
+            return
+        shutil.rmtree(d, ignore_errors=True)
+
+    def _setup_train(self):
+        """Ultralytics' set-up, with its one log line per frozen teacher tensor folded into one line."""
+        dropped = []
+
+        def fold(record) -> bool:
+            if str(record.msg).startswith("Freezing layer 'teacher_model."):
+                dropped.append(record)
+                return False
+            return True
+
+        LOGGER.addFilter(fold)
+        try:
+            super()._setup_train()
+        finally:
+            LOGGER.removeFilter(fold)
+        if dropped and RANK in {-1, 0}:
+            LOGGER.info(f"{PREFIX}teacher frozen ({len(dropped)} parameter tensors)")
 
     def _setup_ddp(self):
         """Ultralytics' DDP set-up, also for an external ``torchrun`` whose processes per node differ from ``device``.
@@ -150,6 +191,9 @@ class IKDTrainer(DetectionTrainer):
         """Build (or, on resume, rebuild) the IKD wrapper around the student, after checking it against the teacher."""
         ckpt = super().setup_model()
         model = self.model
+        # the wrapper probes both networks at args.imgsz; Ultralytics rounds it to the stride only later
+        stride = max(int(getattr(model, "stride", torch.tensor([32])).max()), 32)
+        self.args.imgsz = check_imgsz(self.args.imgsz, stride=stride, floor=stride, max_dim=1)
         if isinstance(model, IKDDistillationModel):
             return ckpt
         resumed = isinstance(model, DistillationModel)  # Ultralytics rebuilt its base class from our checkpoint
@@ -194,10 +238,24 @@ class IKDTrainer(DetectionTrainer):
         bound to this process's trainer.
         """
         if event == "on_train_epoch_start":
+            self._batch_i = 0
             self._set_adversarial_phase()
+        elif event == "on_train_batch_start":
+            self._set_kd_scale()
         elif event == "on_train_epoch_end":
             self._log_epoch()
         super().run_callbacks(event)
+
+    def kd_epochs(self) -> int:
+        """Number of epochs, from the first, in which the KD terms act (all but the close_mosaic ones by default)."""
+        return kd_stop_epoch(self.epochs, self.args.close_mosaic, self.ikd.kd_close_mosaic_off)
+
+    def _set_kd_scale(self) -> None:
+        nb = max(1, len(self.train_loader))
+        self._batch_i += 1
+        progress = self.epoch + min(self._batch_i, nb) / nb
+        scale = kd_scale(progress, self.kd_epochs(), self.ikd.kd_warmup_epochs, self.ikd.kd_final_scale)
+        unwrap_model(self.model).kd_scale = scale
 
     def adversarial_epochs(self) -> int:
         """Number of epochs, from the first, during which the adversarial term is on."""
@@ -222,6 +280,24 @@ class IKDTrainer(DetectionTrainer):
                 + ", ".join(f"{k} {v:.1%}" for k, v in self.freq_fractions.items())
             )
         model = unwrap_model(self.model)
+        if not self._gains_logged and model.kd_calibrated.item() > 0.5:
+            self._gains_logged = True
+            gains = model.gains()
+            if self.ikd.kd_balance > 0:
+                LOGGER.info(f"{PREFIX}kd_balance={self.ikd.kd_balance} calibrated gains: "
+                            + ", ".join(f"{KD_TERMS[k]} x{v:.4g}" for k, v in gains.items()))
+            ikd_yaml = {**self.ikd.to_dict(), "kd_gains": {KD_TERMS[k]: v for k, v in gains.items()}}
+            (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(ikd_yaml, sort_keys=False))
+        if self.epoch >= 1 and self.tloss:
+            det = sum(float(self.tloss[k]) for k in ("box_loss", "cls_loss", "dfl_loss") if k in self.tloss)
+            for column in KD_TERMS.values():
+                value = float(self.tloss.get(column, 0.0))
+                if column not in self._warned_terms and det > 0 and value > 2 * det:
+                    self._warned_terms.add(column)
+                    LOGGER.warning(
+                        f"{PREFIX}{column} {value:.3g} is {value / det:.1f}x the detection loss {det:.3g} in epoch "
+                        f"{self.epoch + 1}: distillation dominates training; lower its weight or set kd_balance=0.3"
+                    )
         if model.adv_skipped:
             LOGGER.warning(f"{PREFIX}adversarial term skipped on {model.adv_skipped} batch(es): non-finite attack")
             model.adv_skipped = 0

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 IMGSZ = 64
 # Small and quick, but real: every training test runs Ultralytics' own trainer on generated images.
 FAST = dict(imgsz=IMGSZ, batch=8, workers=0, plots=False, warmup_epochs=0, exist_ok=False, seed=0, deterministic=False)
+# IKD runs: the kd_balance calibration takes one batch (of the 2 per epoch), so every epoch has KD-active batches
+IKD_FAST = {**FAST, "kd_balance_batches": 1}
 
 
 def run_python(code: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -43,7 +43,7 @@ def main(out: str) -> None:
     teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
     student = DetectionModel("yolov8n.yaml", nc=4, verbose=False)
     student.args = args
-    ikd = IKDConfig.from_mapping({**default_settings(), "adv_steps": 2, "adv_batch_frac": 1.0})
+    ikd = IKDConfig.from_mapping({**default_settings(), "adv_steps": 2, "adv_batch_frac": 1.0, "kd_balance_batches": 1})
     model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=ikd)
     model.args = args
     for name, p in model.named_parameters():
@@ -64,7 +64,7 @@ def main(out: str) -> None:
         opt.step()
         adv_losses.append(items["adv_loss"].item())
 
-    mine = torch.cat([flat(model.student_model), flat(model.projector)])
+    mine = torch.cat([flat(model.student_model), flat(model.projector), model.kd_gain])
     gathered = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, mine)
     if rank == 0:
@@ -75,6 +75,8 @@ def main(out: str) -> None:
             "teacher_changed": float((flat(model.teacher_model) - teacher_before).abs().max()),
             "adv_losses": adv_losses,
             "adv_skipped": model.adv_skipped,
+            "kd_gain": model.kd_gain.tolist(),
+            "kd_calibrated": model.kd_calibrated.item(),
         }
         with open(out, "w") as f:
             json.dump(result, f)

@@ -1,6 +1,7 @@
 """Multi-process training with the adversarial term: two gloo ranks on the CPU (see ddp_worker.py)."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -30,4 +31,6 @@ def test_two_gloo_ranks_keep_student_identical(tmp_path):
     assert r["student_changed"] > 0  # the steps trained something ...
     assert r["max_abs_diff_between_ranks"] == 0.0  # ... identically on both ranks, though their batches differ
     assert r["teacher_changed"] == 0.0
-    assert r["adv_skipped"] == 0 and all(v > 0 for v in r["adv_losses"]), r
+    # batch 1 calibrates kd_balance (KD terms off), then the term acts; the gains (in the compared tensor) agree
+    assert r["kd_calibrated"] == 1 and all(math.isfinite(g) and g > 0 for g in r["kd_gain"]), r
+    assert r["adv_skipped"] == 0 and r["adv_losses"][0] == 0 and all(v > 0 for v in r["adv_losses"][1:]), r

@@ -13,9 +13,9 @@ from ikd_yolo.kd_losses import build_kd_module, fgd_attention, fgd_masks, mgd_ke
 from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
-from .conftest import FAST, ROOT
+from .conftest import IKD_FAST, ROOT
 
-KD = ("cwd", "mgd", "fgd")
+KD = ("pkd", "cwd", "mgd", "fgd")
 PICO = str(ROOT / "cfg" / "yolov8-pico.yaml")
 
 
@@ -152,7 +152,9 @@ def make_model(name, teacher="yolov8s.yaml", student=PICO, **ikd):
     teacher = DetectionModel(teacher, nc=4, verbose=False).eval()
     student = DetectionModel(student, nc=4, verbose=False)
     student.args = args
-    cfg = IKDConfig.from_mapping({"kd_loss": name, "adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **ikd})
+    cfg = IKDConfig.from_mapping(
+        {"kd_loss": name, "kd_balance": 0.0, "adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **ikd}
+    )
     model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=cfg)
     model.args = args
     return model.train()
@@ -168,9 +170,9 @@ def image_batch(n=2):
 def test_wrapper_with_wider_teacher_trains_student_projector_and_kd_module(name):
     model = make_model(name, student="yolov8n.yaml", adv_aug=False)
     assert [p[-1].out_channels for p in model.projector] == [128, 256, 512]  # yolov8s vs yolov8n's 64, 128, 256
-    loss, items = model.clean_kd_loss(image_batch())
-    assert loss.shape == (4,) and items["dis_loss"].item() > 0 and loss[-1].item() == pytest.approx(2 * items["dis_loss"].item(), rel=1e-5)
-    loss[-1].backward()  # the KD term alone
+    regular, items, terms = model.clean_kd_terms(image_batch())
+    assert regular.shape == (3,) and terms["dis"].item() > 0
+    terms["dis"].backward()  # the KD term alone
     assert all(p.grad is None for p in model.teacher_model.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
     assert all(p.grad is not None for p in model.projector.parameters())
@@ -182,11 +184,11 @@ def test_wrapper_with_wider_teacher_trains_student_projector_and_kd_module(name)
 def test_adversarial_term_composes_and_eval_is_zero(name):
     model = make_model(name, teacher="yolov8n.yaml")
     loss, items = model(image_batch())
-    assert loss.shape == (5,) and items["dis_loss"].item() > 0 and items["adv_loss"].item() > 0
+    assert loss.shape == (7,) and items["dis_loss"].item() > 0 and items["adv_loss"].item() > 0
     assert torch.isfinite(loss).all()
     model.eval()
     loss, items = model(image_batch())
-    assert items["dis_loss"].item() == 0 and items["adv_loss"].item() == 0 and loss.shape == (5,)
+    assert items["dis_loss"].item() == 0 and items["adv_loss"].item() == 0 and loss.shape == (7,)
 
 
 def test_kd_module_state_round_trips_through_the_wrapper():
@@ -216,7 +218,7 @@ def test_trains_one_epoch(name, shapes_data, teacher_pt, tmp_path):
     trainer = IKDTrainer(
         overrides=dict(
             data=str(shapes_data), model=PICO, teacher=str(teacher_pt), epochs=1, project=str(tmp_path), name=name,
-            kd_loss=name, adv_aug=False, freq_aug=False, val=False, **FAST,
+            kd_loss=name, adv_aug=False, freq_aug=False, val=False, **IKD_FAST,
         )
     )
     trainer.train()
@@ -232,7 +234,7 @@ def test_fgd_trains_and_resume_restores_the_kd_module(shapes_data, teacher_pt, t
     """A real resume=True: the rebuilt wrapper's kd_module holds last.pt's EMA weights before training goes on."""
     overrides = dict(
         data=str(shapes_data), model=PICO, teacher=str(teacher_pt), epochs=2, project=str(tmp_path), name="fgd",
-        kd_loss="fgd", kd_fgd_lambda=0.01, adv_aug=False, freq_aug=False, val=False, nbs=8, **FAST,
+        kd_loss="fgd", kd_fgd_lambda=0.01, adv_aug=False, freq_aug=False, val=False, nbs=8, **IKD_FAST,
     )  # nbs=8: an optimizer step every batch (FAST's batch 8), so the kd module moves in the 2 batches of an epoch
     first = IKDTrainer(overrides=overrides)
 

@@ -16,7 +16,8 @@ def make_model(**ikd):
     teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
     student = DetectionModel("yolov8n.yaml", nc=4, verbose=False)
     student.args = args
-    cfg = IKDConfig.from_mapping({"adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **ikd})
+    fixed = {"kd_loss": "native", "kd_balance": 0.0}  # fixed weights unless a test asks for the calibration
+    cfg = IKDConfig.from_mapping({"adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **fixed, **ikd})
     model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=cfg)
     model.args = args
     return model.train()
@@ -50,7 +51,8 @@ def test_loss_items_and_inactive_phase():
     model = make_model()
     batch = make_batch()
     loss, items = model(batch)
-    assert loss.shape == (5,) and set(items) >= {"box_loss", "cls_loss", "dfl_loss", "dis_loss", "adv_loss"}
+    assert loss.shape == (7,) and list(items)[3:] == ["dis_loss", "cls_kd", "dfl_kd", "adv_loss"]
+    assert all(items[k].item() > 0 for k in ("dis_loss", "cls_kd", "dfl_kd"))
     assert items["adv_loss"].item() > 0
     model.adv_active = False
     loss, items = model(batch)

@@ -14,7 +14,7 @@ from ikd_yolo.config import IKDConfig
 from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
-from .conftest import FAST, IMGSZ, ROOT, run_python
+from .conftest import IKD_FAST, IMGSZ, ROOT, run_python
 
 
 def read_results(run: Path) -> list[dict[str, float]]:
@@ -26,7 +26,7 @@ def read_results(run: Path) -> list[dict[str, float]]:
 def cli_run(shapes_data, teacher_pt, tmp_path_factory):
     """python run.py ... for 3 epochs with the adversarial term on for the first one only."""
     project = tmp_path_factory.mktemp("cli")
-    args = [f"{k}={v}" for k, v in FAST.items()] + [
+    args = [f"{k}={v}" for k, v in IKD_FAST.items()] + [
         f"data={shapes_data}", f"teacher={teacher_pt}", "model=yolov8n.yaml", "epochs=3", f"project={project}",
         "name=ikd", "adv_steps=1", "adv_epochs=0.34", "freq_noise_p=1.0", "freq_crop_p=1.0", "export=onnx",
     ]
@@ -39,9 +39,10 @@ def test_run_py_trains_with_both_mechanisms(cli_run):
     run, log = cli_run
     rows = read_results(run)
     assert len(rows) == 3
-    for col in ("train/box_loss", "train/cls_loss", "train/dfl_loss", "train/dis_loss", "train/adv_loss"):
+    kd_cols = ("train/dis_loss", "train/cls_kd", "train/dfl_kd", "train/adv_loss")
+    for col in ("train/box_loss", "train/cls_loss", "train/dfl_loss", *kd_cols):
         assert all(math.isfinite(r[col]) for r in rows), col
-    assert all(r["train/dis_loss"] > 0 for r in rows)
+    assert all(r["train/dis_loss"] > 0 and r["train/cls_kd"] > 0 and r["train/dfl_kd"] > 0 for r in rows)
     # adversarial phase: round(0.34 * 3) = 1 epoch on, then off
     assert rows[0]["train/adv_loss"] > 0
     assert rows[1]["train/adv_loss"] == 0 and rows[2]["train/adv_loss"] == 0
@@ -50,6 +51,10 @@ def test_run_py_trains_with_both_mechanisms(cli_run):
     assert log.count("frequency augmentation this epoch") == 3
     assert all(r["freq/noise"] + r["freq/crop"] > 0 for r in rows)
     saved = yaml.safe_load((run / "ikd.yaml").read_text())
+    gains = saved.pop("kd_gains")  # the kd_balance calibration's gains, also in the log
+    assert set(gains) == {"dis_loss", "cls_kd", "dfl_kd", "adv_loss"}
+    assert all(math.isfinite(v) and v > 0 for v in gains.values())
+    assert f"kd_balance=0.3 calibrated gains: dis_loss x{gains['dis_loss']:.4g}" in log
     assert saved["adv_steps"] == 1 and saved["adv_epochs"] == 0.34 and saved == IKDConfig.from_mapping(saved).to_dict()
     assert (run / "weights" / "best.pt").exists() and (run / "weights" / "last.pt").exists()
     assert f"IKD student: {run / 'weights' / 'best.pt'}" in log
@@ -117,7 +122,7 @@ def test_python_api_via_yolo_train(shapes_data, teacher_pt, tmp_path):
     model = YOLO("yolov8n.yaml")
     model.train(
         trainer=IKDTrainer, data=str(shapes_data), teacher=str(teacher_pt), epochs=1, project=str(tmp_path),
-        name="api", freq_aug=False, adv_aug=False, **FAST,
+        name="api", freq_aug=False, adv_aug=False, **IKD_FAST,
     )
     assert isinstance(model.trainer.model, IKDDistillationModel)
     assert model.trainer.ikd.adv_aug is False and model.trainer.ikd.freq_aug is False
@@ -130,31 +135,38 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_continues_an_interrupted_ikd_run(shapes_data, teacher_pt, tmp_path):
-    overrides = dict(
-        data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), epochs=3, project=str(tmp_path),
-        name="res", adv_steps=1, adv_epochs=0.67, freq_noise_p=0.9, **FAST,
-    )
-    first = IKDTrainer(overrides=overrides)
+@pytest.mark.parametrize("form", ["resume=True model=PATH", "resume=PATH"])
+def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_path, monkeypatch):
+    """Two interrupted runs, A then B (the newest last.pt under the working folder): naming A resumes A, not B."""
+    from ikd_yolo.cli import main
 
-    def stop(trainer):
-        if trainer.epoch == 0:
-            raise Interrupt
+    def interrupted(name):
+        trainer = IKDTrainer(overrides=dict(
+            data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), epochs=3, project=str(tmp_path),
+            name=name, adv_steps=1, adv_epochs=0.67, freq_noise_p=0.9, **IKD_FAST,
+        ))
 
-    first.add_callback("on_fit_epoch_end", stop)
-    with pytest.raises(Interrupt):
-        first.train()
-    last = tmp_path / "res" / "weights" / "last.pt"
-    assert last.exists() and len(read_results(tmp_path / "res")) == 1
+        def stop(tr):
+            if tr.epoch == 0:
+                raise Interrupt
 
-    second = IKDTrainer(overrides={"resume": str(last)})
-    assert second.ikd == first.ikd  # settings restored from the checkpoint, not from defaults
-    second.train()
-    assert isinstance(second.model, IKDDistillationModel) and second.start_epoch == 1
-    rows = read_results(tmp_path / "res")
+        trainer.add_callback("on_fit_epoch_end", stop)
+        with pytest.raises(Interrupt):
+            trainer.train()
+        last = tmp_path / name / "weights" / "last.pt"
+        assert last.exists() and len(read_results(tmp_path / name)) == 1
+        return last
+
+    a, b = interrupted("A"), interrupted("B")
+    monkeypatch.chdir(tmp_path)
+    argv = ["resume=True", f"model={a}"] if form.startswith("resume=True") else [f"resume={a}"]
+    assert main(argv) == 0
+    rows = read_results(tmp_path / "A")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    # the adversarial phase is a function of the epoch: round(0.67 * 3) = 2 epochs on, also across the resume
-    assert rows[1]["train/adv_loss"] > 0 and rows[2]["train/adv_loss"] == 0
+    assert rows[1]["train/dis_loss"] > 0 and rows[1]["train/adv_loss"] > 0  # resumed as an IKD run, in its phase
+    assert len(read_results(tmp_path / "B")) == 1 and b.exists()
+    saved = yaml.safe_load((tmp_path / "A" / "ikd.yaml").read_text())  # settings restored from the checkpoint
+    assert saved["adv_epochs"] == 0.67 and saved["freq_noise_p"] == 0.9 and "kd_gains" in saved
 
 
 def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path):
@@ -164,7 +176,7 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path)
     trainer = IKDTrainer(
         overrides=dict(
             data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), epochs=1, project=str(tmp_path),
-            name="ddp", adv_steps=3, freq_noise_p=0.5, adv_loss="cwd", **FAST,
+            name="ddp", adv_steps=3, freq_noise_p=0.5, adv_loss="cwd", **IKD_FAST,
         )
     )
     file = Path(generate_ddp_file(trainer))
@@ -194,7 +206,7 @@ def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
     trainer = IKDTrainer(
         overrides=dict(
             data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), epochs=1, project=str(tmp_path),
-            name="nan", kd_loss="mgd", adv_aug=False, freq_aug=False, **FAST,
+            name="nan", kd_loss="mgd", adv_aug=False, freq_aug=False, **IKD_FAST,
         )
     )
     trainer.train()

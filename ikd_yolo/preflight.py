@@ -1,0 +1,94 @@
+"""Every check that can refuse a run before Ultralytics creates its folder or spends any training time.
+
+:func:`preflight` takes the user's overrides and returns the loaded teacher (None for a resumed run, whose teacher
+path is read from its checkpoint later). Each refusal is a :class:`~ikd_yolo.errors.UserError` (or one of its
+subclasses) whose one-line message names the input and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+from ultralytics.data.utils import check_det_dataset
+from ultralytics.nn.tasks import DetectionModel, load_checkpoint, yaml_model_load
+from ultralytics.utils import ONLINE
+from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+from .config import IKDConfig
+from .errors import UserError
+from .teacher import TeacherError, check_teacher_data, check_teacher_student, load_teacher
+
+
+def normalize_overrides(overrides: dict | None) -> dict:
+    """Map the ``teacher=`` alias onto Ultralytics' ``distill_model`` key (refusing two different teachers)."""
+    overrides = dict(overrides or {})
+    teacher = overrides.pop("teacher", None)
+    if teacher is not None:
+        other = overrides.get("distill_model")
+        if other is not None and str(other) != str(teacher):
+            raise TeacherError(f"teacher={teacher} and distill_model={other} disagree: pass only one of them.")
+        overrides["distill_model"] = str(teacher)
+    return overrides
+
+
+def check_batch(batch) -> None:
+    if isinstance(batch, (int, float)) and not isinstance(batch, bool) and batch < 1:
+        raise UserError(
+            f"batch={batch} (AutoBatch) measures the student alone and would overflow memory with the teacher "
+            "and the attack: give a fixed batch size, e.g. batch=16."
+        )
+
+
+def load_student(model, nc: int | None) -> nn.Module | None:
+    """Build the student from ``model=`` (a yaml or a .pt) to check it, or refuse a model that cannot be found."""
+    if model is None or isinstance(model, nn.Module):
+        return model
+    path = Path(str(model))
+    if path.suffix in {".yaml", ".yml"}:
+        try:
+            cfg = yaml_model_load(str(model))  # resolves yolov8n.yaml to yolov8.yaml at scale n, as Ultralytics does
+        except FileNotFoundError:
+            raise UserError(
+                f"model={model}: no such model yaml. Give a file or an Ultralytics model name such as "
+                "model=yolo11n.yaml or model=yolov8n.yaml"
+            ) from None
+        return DetectionModel({**cfg, "nc": nc or cfg.get("nc", 80)}, verbose=False)
+    if path.suffix == ".pt":
+        if not path.is_file():
+            if path.name in GITHUB_ASSETS_NAMES and path.parent == Path(".") and ONLINE:
+                return None  # an official checkpoint Ultralytics will download
+            raise UserError(
+                f"model={model}: no such file. Give trained student weights (.pt) that exist, or a model yaml "
+                "(model=yolo11n.yaml) to start from scratch"
+            )
+        return load_checkpoint(path)[0]
+    raise UserError(f"model={model} is neither a model yaml nor a .pt checkpoint: e.g. model=yolo11n.yaml")
+
+
+def check_train_images(data: dict, source) -> None:
+    """Ultralytics checks that the val images exist; the train images are only looked for when training starts."""
+    train = data.get("train")
+    for p in train if isinstance(train, (list, tuple)) else [train]:
+        if p is not None and not Path(str(p)).exists():
+            raise UserError(
+                f"data={source}: the training images {p} do not exist: fix 'path' and 'train' in the data yaml"
+            )
+
+
+def preflight(overrides: dict) -> nn.Module | None:
+    """Validate a new run's inputs (IKD keys, batch, data, teacher, student) and return the loaded teacher."""
+    IKDConfig.from_mapping(overrides)
+    check_batch(overrides.get("batch", 16))
+    if overrides.get("resume"):
+        return None
+    teacher = load_teacher(overrides.get("distill_model"))
+    data = check_det_dataset(overrides["data"]) if overrides.get("data") else None
+    if data is not None:
+        check_teacher_data(teacher, data, f"teacher={overrides['distill_model']}")
+    if data is not None:
+        check_train_images(data, overrides["data"])
+    student = load_student(overrides.get("model"), int(data["nc"]) if data else None)
+    if student is not None:
+        check_teacher_student(teacher, student)
+    return teacher

@@ -1,0 +1,85 @@
+"""When and how strongly every distillation term acts: the per-iteration scale and the ``kd_balance`` calibration.
+
+**Scale.** Every KD term (``dis_loss``, ``cls_kd``, ``dfl_kd``, ``adv_loss``) is multiplied by one per-iteration
+scale :func:`kd_scale`: a linear ramp from 0 to 1 over the first ``kd_warmup_epochs`` (the projector, random at the
+start, warms up while the terms are small; FitNets' hint stage), then a cosine from 1 down to ``kd_final_scale`` at
+the last KD epoch (DAMO-YOLO and YOLOv6 decay their KD weights the same way), and 0 in the ``close_mosaic`` epochs
+when ``kd_close_mosaic_off`` is set (MMYOLO detaches its KD losses there), where the teacher is not even run.
+
+**Calibration** (``kd_balance = f > 0``). Fixed KD weights mean different things for different teachers, feature
+maps and datasets (the native term's ``dis=6`` is 3-4x the whole detection loss on one setup, a fraction of it on
+another). So on the first ``kd_balance_batches`` training batches the model measures, for the detection loss and for
+each KD term at its configured weight, the L2 norm of its gradient on the student's parameters, and then sets each
+term's gain so that its gradient norm is ``f`` times the detection loss's (Tencent's YOLO-Master sets each KD weight
+the same way, at 10 %). The KD terms are off during those batches. The gains are logged, written to ``ikd.yaml``,
+and saved with the model's buffers, so a resumed run keeps them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def kd_scale(progress: float, stop: float, warmup: float, final: float) -> float:
+    """Scale of the KD terms after ``progress`` epochs of training (fractional: per iteration).
+
+    Args:
+        progress: Epochs done, counting the current batch (``epoch + (i + 1) / batches_per_epoch``).
+        stop: Epochs after which every KD term is off (the start of ``close_mosaic``, or the last epoch).
+        warmup: Length of the linear ramp-in, in epochs (0: none).
+        final: Value of the cosine decay at ``stop``, relative to 1.
+    """
+    if progress > stop + 1e-9:
+        return 0.0
+    ramp = min(1.0, progress / warmup) if warmup > 0 else 1.0
+    span = stop - warmup
+    p = min(1.0, max(0.0, (progress - warmup) / span)) if span > 0 else 1.0
+    return ramp * (final + (1.0 - final) * (1.0 + math.cos(math.pi * p)) / 2.0)
+
+
+def kd_stop_epoch(epochs: int, close_mosaic: int, close_mosaic_off: bool) -> int:
+    """The number of epochs, from the first, in which the KD terms act."""
+    if close_mosaic_off and 0 < close_mosaic < epochs:
+        return epochs - close_mosaic
+    return epochs
+
+
+GRAD_SCALE = 1024.0  # losses are scaled by this before their gradients are measured (fp16 underflow); ratios only
+
+
+def grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
+    """L2 norm of d(loss)/d(params) (unused parameters count as zero), keeping the graph for the real backward."""
+    if not loss.requires_grad:
+        return 0.0
+    grads = torch.autograd.grad(loss * GRAD_SCALE, params, retain_graph=True, allow_unused=True)
+    sq = sum(float(g.float().pow(2).sum()) for g in grads if g is not None)
+    return math.sqrt(sq) / GRAD_SCALE
+
+
+class GradientBalance:
+    """Accumulates gradient norms over the calibration batches and turns them into per-term gains."""
+
+    def __init__(self, fraction: float, batches: int, terms: tuple[str, ...]):
+        self.fraction, self.batches, self.terms = fraction, batches, terms
+        self.det: list[float] = []
+        self.kd: dict[str, list[float]] = {t: [] for t in terms}
+
+    def observe(self, det_loss: torch.Tensor, kd_losses: dict[str, torch.Tensor], params: list[torch.Tensor]) -> bool:
+        """Measure one batch; return True once enough batches are in."""
+        self.det.append(grad_norm(det_loss, params))
+        for name in self.terms:
+            norm = grad_norm(kd_losses[name], params) if name in kd_losses else 0.0
+            if norm > 0 and math.isfinite(norm):  # a term that did not run (or failed) this batch is not counted
+                self.kd[name].append(norm)
+        return len(self.det) >= self.batches
+
+    def gains(self) -> dict[str, float]:
+        """Gain per term: fraction * mean detection gradient norm / mean term gradient norm (1 if never measured)."""
+        det = sum(self.det) / max(1, len(self.det))
+        out = {}
+        for name, norms in self.kd.items():
+            mean = sum(norms) / len(norms) if norms else 0.0
+            out[name] = self.fraction * det / mean if mean > 0 and math.isfinite(mean) and det > 0 else 1.0
+        return out

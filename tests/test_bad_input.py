@@ -1,0 +1,81 @@
+"""Every bad input: exit code 2, one line naming the problem and the fix, in seconds, and no run folder left."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ikd_yolo.cli import main
+from ikd_yolo.demo import TEACHER_ASSET
+
+from .conftest import ROOT
+
+T = f"teacher={TEACHER_ASSET}"
+
+
+@pytest.fixture(scope="module")
+def bad_data(shapes_data, tmp_path_factory):
+    """A data yaml whose training image folder does not exist."""
+    path = tmp_path_factory.mktemp("bad") / "missing_train.yaml"
+    path.write_text(shapes_data.read_text().replace("train: images/train", "train: images/nowhere"))
+    return path
+
+
+CASES = {
+    # name: (arguments after data=, the word the one line must hold)
+    "empty teacher": (["teacher=", "model=yolov8n.yaml"], "teacher= is empty"),
+    "empty model": ([T, "model="], "model= is empty"),
+    "empty adv_loss": ([T, "model=yolov8n.yaml", "adv_loss="], "adv_loss= is empty"),
+    "unknown key": ([T, "model=yolov8n.yaml", "adv_stps=2"], "did you mean adv_steps="),
+    "bad IKD value": ([T, "model=yolov8n.yaml", "adv_loss=kl"], "adv_loss=kl"),
+    "missing teacher": (["teacher=nowhere.pt", "model=yolov8n.yaml"], "no such file"),
+    "autobatch": ([T, "model=yolov8n.yaml", "batch=-1"], "batch=16"),
+    "unknown model yaml": ([T, "model=yolov8zz.yaml"], "no such model yaml"),
+    "missing student weights": ([T, "model=nowhere.pt"], "no such file"),
+    "stride mismatch": ([T, "model=yolov8n-p2.yaml"], "strides [4, 8, 16, 32]"),
+    "engine on cpu": ([T, "model=yolov8n.yaml", "device=cpu", "export=engine"], "needs a CUDA GPU"),
+    "unknown export": ([T, "model=yolov8n.yaml", "export=zip"], "not an Ultralytics export format"),
+    "bare word": ([T, "model=yolov8n.yaml", "fast"], "not key=value"),
+}
+
+
+@pytest.mark.parametrize("case", [*CASES, "missing data yaml", "empty data", "missing train images"])
+def test_bad_input_gets_one_line_and_exit_2(case, shapes_data, bad_data, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    data = {"missing data yaml": "data=nowhere.yaml", "empty data": "data=", "missing train images": f"data={bad_data}"}
+    args, word = CASES.get(case, ([T, "model=yolov8n.yaml"], None))
+    word = word or {"missing data yaml": "'nowhere.yaml' does not exist", "empty data": "data= is empty",
+                    "missing train images": "training images"}[case]
+    argv = [data.get(case, f"data={shapes_data}"), *args, f"project={tmp_path / 'runs'}", "epochs=1", "workers=0"]
+    start = time.time()
+    assert main(argv) == 2
+    assert time.time() - start < 10
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("run.py: ") and word in err[0], err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_exit_code_and_debug_switch_in_a_real_process(tmp_path):
+    cmd = [sys.executable, str(ROOT / "run.py"), "data=nowhere.yaml", T, "model=yolov8n.yaml"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == ["run.py: 'nowhere.yaml' does not exist: check the path given in "
+                                                "data=, model= or teacher= (or in the data yaml)"]
+    debug = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env={**__import__("os").environ, "IKD_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_resume_true_without_any_run_says_so(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    assert main(["resume=True"]) == 2
+    assert "found no last.pt" in capfd.readouterr().err
+
+
+def test_imgsz_is_rounded_to_the_stride_before_the_wrapper_probes_it(shapes_data, tmp_path):
+    """imgsz=50 trains (at 64, as plain Ultralytics distillation does) instead of crashing in setup_model."""
+    argv = [f"data={shapes_data}", T, "model=yolov8n.yaml", "imgsz=50", "epochs=1", "batch=8", "workers=0",
+            "val=False", "plots=False", f"project={tmp_path}", "name=r", "kd_balance_batches=1"]
+    assert main(argv) == 0
+    assert (tmp_path / "r" / "weights" / "last.pt").exists()
