@@ -41,7 +41,7 @@ def fixed_batch(imgsz: int, batch: int, device) -> dict:
     import numpy as np
     import torch
 
-    from ikd_yolo.data import make_shapes_dataset
+    from ikd_yolo.demo.shapes import make_shapes_dataset
 
     root = Path(tempfile.mkdtemp(prefix="ikd_bench_adv_"))
     data = make_shapes_dataset(root, n_train=batch, n_val=1, imgsz=imgsz, seed=0)

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ikd_yolo.config import IKDConfig  # noqa: E402
-from ikd_yolo.data import make_shapes_dataset  # noqa: E402
+from ikd_yolo.demo.shapes import make_shapes_dataset  # noqa: E402
 from ikd_yolo.demo import STUDENT_CFG, TEACHER_ASSET  # noqa: E402
 from ikd_yolo.model import IKDDistillationModel  # noqa: E402
 

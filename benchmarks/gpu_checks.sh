@@ -20,7 +20,7 @@ PY=${PYTHON:-python}
 cd "$(dirname "$0")/.."
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi") | tee "$OUT/gpu.txt"
 
-DATA=$($PY -c "from ikd_yolo.data import make_shapes_dataset as m; print(m('$OUT/data', n_train=$N, n_val=$((N / 4)), imgsz=$IMGSZ, seed=0))")
+DATA=$($PY -c "from ikd_yolo.demo.shapes import make_shapes_dataset as m; print(m('$OUT/data', n_train=$N, n_val=$((N / 4)), imgsz=$IMGSZ, seed=0))")
 TEACHER=ikd_yolo/assets/demo_teacher.pt
 for AMP in True $([ "$DEVICE" = cpu ] || echo bf16); do  # Ultralytics runs bf16 autocast on CUDA only
   $PY run.py data="$DATA" teacher=$TEACHER model=yolov8n.yaml imgsz=$IMGSZ epochs=3 batch=32 device=$DEVICE amp=$AMP \

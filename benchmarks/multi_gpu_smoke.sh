@@ -16,7 +16,7 @@ PY=${PYTHON:-python}
 DEVICES=$(seq -s, 0 $((NGPU - 1)))
 export YOLO_OFFLINE=1 PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
-DATA=$($PY -c "from ikd_yolo.data import make_shapes_dataset as m; print(m('$OUT/data', n_train=256, n_val=64, imgsz=320, seed=0))")
+DATA=$($PY -c "from ikd_yolo.demo.shapes import make_shapes_dataset as m; print(m('$OUT/data', n_train=256, n_val=64, imgsz=320, seed=0))")
 ARGS=(data="$DATA" teacher=ikd_yolo/assets/demo_teacher.pt model=yolov8n.yaml imgsz=320 epochs=2 batch=$((16 * NGPU))
       device=$DEVICES adv_epochs=0.5 workers=4 plots=False project="$OUT" exist_ok=True)
 

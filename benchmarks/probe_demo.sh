@@ -11,7 +11,7 @@ export YOLO_OFFLINE=1
 WORK=$(python -c "import pathlib, sys; print(pathlib.Path(sys.argv[1]).resolve())" "${1:-/tmp/probe_demo}")
 TEACHER=ikd_yolo/assets/demo_teacher.pt
 DATA=$(python -c "
-from ikd_yolo.data import make_shapes_dataset
+from ikd_yolo.demo.shapes import make_shapes_dataset
 from ikd_yolo.demo import DEMO_DATA
 print(make_shapes_dataset('$WORK/data', **DEMO_DATA))")
 STUDENT=$WORK/student/weights/best.pt

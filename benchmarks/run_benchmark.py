@@ -24,9 +24,9 @@ be downloaded here, so the benchmark pretrains the student itself, once (cached)
 (another seed of the same generator: none of its images is in the benchmark's train or val split), and reports that
 starting point's own score. A student trained from scratch for the few epochs a CPU allows stays near mAP50-95
 0.01-0.02 (commit e451ed9's run), where seed noise hides any difference between methods.
-Every model is scored on the same validation split by :func:`ikd_yolo.sizeval.evaluate`: Ultralytics' mAP50-95
+Every model is scored on the same validation split by :func:`ikd_yolo.tools.sizeval.evaluate`: Ultralytics' mAP50-95
 and mAP50, and COCO AP for small, medium and large objects, with the size limits of the dataset
-(:mod:`ikd_yolo.data`: 0.25 % and 9 % of the image area, COCO's 32² and 96² at 640²). Models are scored from
+(:mod:`ikd_yolo.demo.shapes`: 0.25 % and 9 % of the image area, COCO's 32² and 96² at 640²). Models are scored from
 ``last.pt`` (equal epochs; ``best.pt`` would be picked on the very split that is reported).
 
 Each training runs in its own process, so the peak memory is its own (CUDA: ``max_memory_allocated``; CPU: peak
@@ -160,7 +160,7 @@ def pretrain_student(scale: str, cfg: dict, device: str) -> str:
     init = cfg.get("student_init")
     if not init:
         return cfg["student"]
-    from ikd_yolo.data import make_shapes_dataset
+    from ikd_yolo.demo.shapes import make_shapes_dataset
 
     key = cache_key(cfg["student"], init)
     src = make_shapes_dataset(CACHE / scale / f"pretrain-data-{key}", **init["data"])
@@ -178,7 +178,7 @@ def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
     A teacher with its own ``data`` is trained on that split (another generator seed: disjoint from the
     benchmark's val split); otherwise on the benchmark's train split.
     """
-    from ikd_yolo.data import make_shapes_dataset
+    from ikd_yolo.demo.shapes import make_shapes_dataset
 
     data = make_shapes_dataset(CACHE / scale / "data", **cfg["data"])
     if cfg["teacher"] == "asset":
@@ -207,8 +207,8 @@ def peak_memory_mb(device: str) -> float:
 
 def score(weights: str | Path, data: str | Path, imgsz: int, device: str, project: Path, name: str) -> dict:
     """mAP and COCO AP by size on the val split, with the generated data's size limits at this image size."""
-    from ikd_yolo.data import MEDIUM_AREA, SMALL_AREA
-    from ikd_yolo.sizeval import evaluate
+    from ikd_yolo.demo.shapes import MEDIUM_AREA, SMALL_AREA
+    from ikd_yolo.tools.sizeval import evaluate
 
     return evaluate(
         str(weights), str(data), imgsz=imgsz, batch=16, device=device, project=str(project), name=name,
@@ -530,7 +530,7 @@ def main() -> None:
         "epochs": cfg["epochs"],
         "imgsz": s,
         "batch": cfg["batch"],
-        "data": f"ikd_yolo.data shapes, {cfg['data']['n_train']} train / {cfg['data']['n_val']} val images",
+        "data": f"ikd_yolo.demo.shapes, {cfg['data']['n_train']} train / {cfg['data']['n_val']} val images",
         "ikd_overrides": overrides,
     }
     out = {**header, "teacher_scores": teacher_scores, "methods": entries}

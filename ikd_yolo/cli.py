@@ -38,19 +38,23 @@ EXTRA_KEYS = ("teacher", "export")  # run.py's own keys besides Ultralytics' and
 EXAMPLES = {"data": "data=my_data.yaml", "model": "model=yolo11n.yaml", "teacher": "teacher=teacher.pt"}
 
 
-def parse_args(argv: list[str]) -> dict:
-    """Turn ``key=value`` tokens into an overrides dict; an unknown key, an empty value or a bare word is refused."""
+def parse_args(argv: list[str], known=None, command: str = "run.py") -> dict:
+    """Turn ``key=value`` tokens into an overrides dict; an unknown key, an empty value or a bare word is refused.
+
+    ``known``: the accepted keys (default: Ultralytics' train arguments, the IKD settings and run.py's own keys).
+    """
     overrides = {}
-    known = set(DEFAULT_CFG_DICT) | set(KEYS) | set(EXTRA_KEYS)
+    known = set(known) if known is not None else set(DEFAULT_CFG_DICT) | set(KEYS) | set(EXTRA_KEYS)
+    helps = "python run.py --help" if command == "run.py" else f"python run.py {command} --help"
     for token in argv:
         if "=" not in token or token.startswith("="):
-            raise UserError(f"argument '{token}' is not key=value (e.g. epochs=100). See python run.py --help")
+            raise UserError(f"argument '{token}' is not key=value (e.g. epochs=100). See {helps}")
         key, _, raw = token.partition("=")
         key = key.strip()
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}=? " if close else ""
-            raise UserError(f"unknown argument '{key}': {hint}(python run.py --help lists the IKD keys)")
+            raise UserError(f"unknown argument '{key}': {hint}({helps} lists the keys)")
         if not raw.strip():
             raise UserError(f"{key}= is empty: give it a value, e.g. {EXAMPLES.get(key, f'{key}=VALUE')}")
         key, value = parse_key_value_pair(token)
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "probe":
-        from .probe import main as probe_main
+        from .tools.probe import main as probe_main
 
         return probe_main(argv[1:])
     if any(a in {"-h", "--help", "help"} for a in argv):

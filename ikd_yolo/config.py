@@ -7,7 +7,7 @@ view of those keys; it is rebuilt from the args wherever it is needed.
 
 ``cfg/ikd.yaml`` is the file of defaults users read; it is written from :data:`SETTINGS` by
 ``python -m ikd_yolo.config > cfg/ikd.yaml`` and a test holds it to the declaration. The modules that own a
-setting's choices export them (:data:`ikd_yolo.kd_losses.KD_LOSSES`, :data:`ikd_yolo.losses.FEATURE_LOSSES`).
+setting's choices export them (:data:`ikd_yolo.kd_losses.KD_LOSSES`, :data:`ikd_yolo.kd_losses.FEATURE_LOSSES`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .kd_losses import KD_LOSSES
-from .losses import FEATURE_LOSSES
+from .kd_losses import FEATURE_LOSSES, KD_LOSSES
 
 
 class IKDSettingError(UserError):

@@ -20,7 +20,7 @@ in the buffer ``kd_gain``. At scale 0 the teacher is not run.
 **Adversarial feature augmentation.** A fraction of the current (already augmented) batch is attacked with
 MI-DI-FGSM against the frozen teacher's classification loss on the batch's ground truth
 (:mod:`ikd_yolo.adversarial`). Teacher and student then run on the adversarial images and the student's projected
-Detect-input features are pulled towards the teacher's (:mod:`ikd_yolo.losses`). The term is reported as
+Detect-input features are pulled towards the teacher's (:mod:`ikd_yolo.kd_losses`). The term is reported as
 ``adv_loss`` (zero when inactive, and in eval mode, because Ultralytics freezes loss columns at the first batch).
 
 Choices made deliberately:
@@ -46,8 +46,7 @@ from ultralytics.nn.distill_model import DistillationModel
 
 from .adversarial import AttackFailed, TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
-from .kd_losses import build_kd_module
-from .losses import feature_loss
+from .kd_losses import build_kd_module, feature_loss
 from .response_kd import bckd_loss, head_outputs, ld_loss
 from .schedule import GradientBalance
 

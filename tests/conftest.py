@@ -43,7 +43,7 @@ def run_python(code: str, cwd: Path | None = None, timeout: int = 600) -> subpro
 @pytest.fixture(scope="session")
 def shapes_data(tmp_path_factory) -> Path:
     """data.yaml of a small generated dataset: 16 train and 8 val images of 64 px, four classes, three sizes."""
-    from ikd_yolo.data import make_shapes_dataset
+    from ikd_yolo.demo.shapes import make_shapes_dataset
 
     return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=16, n_val=8, imgsz=IMGSZ, seed=0)
 

@@ -9,7 +9,7 @@ from ultralytics.nn.tasks import DetectionModel
 
 from ikd_yolo.config import IKDConfig
 from ikd_yolo.kd_losses import build_kd_module
-from ikd_yolo.losses import pkd_loss
+from ikd_yolo.kd_losses import pkd_loss
 from ikd_yolo.model import KD_TERMS, IKDDistillationModel
 from ikd_yolo.response_kd import bckd_loss, ld_loss
 from ikd_yolo.schedule import grad_norm, kd_scale, kd_stop_epoch

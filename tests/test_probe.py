@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ikd_yolo.probe import filter_image, fourier_filter, frequency_mask, recommend
+from ikd_yolo.tools.probe import filter_image, fourier_filter, frequency_mask, recommend
 
 from .conftest import IMGSZ
 

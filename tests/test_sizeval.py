@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ikd_yolo.sizeval import COCO_AREA_RNG, coco_ground_truth, coco_size_ap, evaluate, image_id
+from ikd_yolo.tools.sizeval import COCO_AREA_RNG, coco_ground_truth, coco_size_ap, evaluate, image_id
 
 from .conftest import IMGSZ
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel, SegmentationModel
 
-from ikd_yolo.data import CLASS_NAMES
+from ikd_yolo.demo.shapes import CLASS_NAMES
 from ikd_yolo.teacher import TeacherError
 from ikd_yolo.trainer import IKDTrainer
 

@@ -1,6 +1,7 @@
-"""The embedded demo behind ``python run.py`` with no arguments.
+"""The embedded demo behind ``python run.py`` with no arguments, and the data generator it, the tests and the
+benchmarks use (:mod:`ikd_yolo.demo.shapes`). Nothing here is used by training on a user's data.
 
-It generates the shapes dataset (:mod:`ikd_yolo.data`), takes the teacher shipped in ``ikd_yolo/assets`` (a
+It generates the shapes dataset (:mod:`ikd_yolo.demo.shapes`), takes the teacher shipped in ``ikd_yolo/assets`` (a
 yolov8n trained on exactly that data by ``benchmarks/make_demo_teacher.py``; trained on the spot if missing),
 then trains the same tiny student (``cfg/yolov8-pico.yaml``) twice for the same epochs and seed, without and with
 IKD, validates all three with Ultralytics' validator and prints their mAP side by side.
@@ -11,11 +12,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .config import cfg_file
-from .data import make_shapes_dataset
+from ..config import cfg_file
+from .shapes import make_shapes_dataset
 
 DEMO_DATA = dict(n_train=256, n_val=64, imgsz=128, seed=0)
-TEACHER_ASSET = Path(__file__).parent / "assets" / "demo_teacher.pt"
+TEACHER_ASSET = Path(__file__).parents[1] / "assets" / "demo_teacher.pt"
 STUDENT_CFG = str(cfg_file("yolov8-pico.yaml"))
 # Shared by the teacher, the plain student and the IKD student: short, CPU-sized, from scratch.
 COMMON = dict(imgsz=128, batch=16, workers=2, warmup_epochs=0, close_mosaic=5, seed=0, deterministic=False)
@@ -43,7 +44,7 @@ def run_demo(workdir: str | Path = "runs/ikd_demo", epochs: int = STUDENT_EPOCHS
     """Run the whole demo under ``workdir``; print the mAP table and return the weights of each model."""
     from ultralytics import YOLO
 
-    from .trainer import IKDTrainer
+    from ..trainer import IKDTrainer
 
     start = time.time()
     workdir = Path(workdir).resolve()

@@ -1,6 +1,6 @@
 """COCO AP by object size (small, medium, large) for any YOLO dataset, on top of Ultralytics' own validation.
 
-    from ikd_yolo.sizeval import evaluate
+    from ikd_yolo.tools.sizeval import evaluate
     r = evaluate("best.pt", "my_data.yaml", imgsz=640)   # {"map50_95", "map50", "ap_small", "ap_medium", ...}
 
 :func:`evaluate` runs ``YOLO(model).val(save_json=True)`` (Ultralytics' validator: its mAP50-95 and mAP50 are
