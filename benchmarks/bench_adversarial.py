@@ -152,7 +152,9 @@ def main() -> None:
     rows = []
     for method in a.methods.split(","):
         cmd = [sys.executable, __file__, "--one", method] + [
-            f"--{k}={v}" for k, v in vars(a).items() if k in ("student", "teacher", "imgsz", "batch", "device", "steps", "warmup")
+            f"--{k}={v}"
+            for k, v in vars(a).items()
+            if k in ("student", "teacher", "imgsz", "batch", "device", "steps", "warmup")
         ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -171,7 +173,10 @@ def main() -> None:
     )
     print(f"{'method':<8} {'ms/step':>9} {'x plain':>8} {'peak MB':>9} {'x plain':>8}")
     for r in rows:
-        print(f"{r['method']:<8} {r['step_ms']:>9.1f} {r['time_ratio']:>8.2f} {r['peak_mem_mb']:>9.0f} {r['mem_ratio']:>8.2f}")
+        print(
+            f"{r['method']:<8} {r['step_ms']:>9.1f} {r['time_ratio']:>8.2f} {r['peak_mem_mb']:>9.0f} "
+            f"{r['mem_ratio']:>8.2f}"
+        )
     if a.json:
         meta = {"date": stamp, "args": {k: v for k, v in vars(a).items() if k not in ("json", "one")}}
         Path(a.json).write_text(json.dumps({**meta, "rows": rows}, indent=1))

@@ -86,7 +86,7 @@ def main() -> None:
         xin = x.half() if backend.fp16 else x
         with torch.no_grad():
             out = backend(xin)
-            out = (out[0] if isinstance(out, (list, tuple)) else out)
+            out = out[0] if isinstance(out, (list, tuple)) else out
             out = torch.as_tensor(np.asarray(out.cpu()) if not isinstance(out, torch.Tensor) else out).float().to(dev)
             rows.append(
                 {

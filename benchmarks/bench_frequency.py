@@ -31,7 +31,9 @@ def median_ms(wrapper, img, boxes, n):
         labels = {
             "img": img.copy(),
             "cls": np.zeros((len(boxes), 1), np.float32),
-            "instances": Instances(bboxes=boxes.copy(), segments=np.zeros((0, 1000, 2)), bbox_format="xyxy", normalized=False),
+            "instances": Instances(
+                bboxes=boxes.copy(), segments=np.zeros((0, 1000, 2)), bbox_format="xyxy", normalized=False
+            ),
         }
         t = time.perf_counter()
         wrapper(labels)

@@ -10,7 +10,8 @@
 # shapes data make_shapes_dataset(root, n_train=64, n_val=16, imgsz=128), batch 16.
 # 1. dis_loss on one fixed batch of 16 real training images (no augmentation), freshly built wrapper (seed 0),
 #    with the papers' unscaled weights and with our defaults (cfg/ikd.yaml);
-# 2. median time (15 interleaved rounds) of a forward+backward step of the wrapper on that batch (adversarial term off), per kd_loss,
+# 2. median time (15 interleaved rounds) of a forward+backward step of the wrapper on that batch (adversarial term
+#    off), per kd_loss,
 #    relative to native;
 # 3. 3-epoch IKDTrainer runs (adv_aug=False, freq_aug=False, workers 0): dis_loss of the first batch and
 #    train/dis_loss of each epoch (results.csv).
@@ -36,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ikd_yolo.config import IKDConfig  # noqa: E402
-from ikd_yolo.demo.shapes import make_shapes_dataset  # noqa: E402
 from ikd_yolo.demo import STUDENT_CFG, TEACHER_ASSET  # noqa: E402
+from ikd_yolo.demo.shapes import make_shapes_dataset  # noqa: E402
 from ikd_yolo.model import IKDDistillationModel  # noqa: E402
 
 LOSSES = ("native", "cwd", "mgd", "fgd")
@@ -107,9 +108,23 @@ def short_run(name: str, data_yaml: Path, project: Path, epochs: int) -> dict:
 
     trainer = IKDTrainer(
         overrides=dict(
-            data=str(data_yaml), model=STUDENT_CFG, teacher=str(TEACHER_ASSET), epochs=epochs, imgsz=128, batch=16,
-            workers=0, adv_aug=False, freq_aug=False, kd_loss=name, project=str(project), name=name, plots=False,
-            warmup_epochs=0, seed=0, deterministic=False, val=True,
+            data=str(data_yaml),
+            model=STUDENT_CFG,
+            teacher=str(TEACHER_ASSET),
+            epochs=epochs,
+            imgsz=128,
+            batch=16,
+            workers=0,
+            adv_aug=False,
+            freq_aug=False,
+            kd_loss=name,
+            project=str(project),
+            name=name,
+            plots=False,
+            warmup_epochs=0,
+            seed=0,
+            deterministic=False,
+            val=True,
         )
     )
     first = {}
@@ -140,15 +155,24 @@ def main():
     res = initial_and_timing(batch, a.steps)
     base = res["native"]["step_s"]
     print(f"\n1-2. fixed batch of 16 ({len(batch['cls'])} boxes), imgsz 128, {torch.get_num_threads()} CPU threads")
-    print(f"{'kd_loss':<8} {'dis_loss paper w.':>17} {'dis_loss ours':>13} {'factor':>8} {'step s':>8} {'vs native':>9}")
+    print(
+        f"{'kd_loss':<8} {'dis_loss paper w.':>17} {'dis_loss ours':>13} {'factor':>8} {'step s':>8} {'vs native':>9}"
+    )
     for name, r in res.items():
         factor = r["ours"] / r["paper"] if r["paper"] else float("nan")
-        print(f"{name:<8} {r['paper']:>17.4f} {r['ours']:>13.4f} {factor:>8.3g} {r['step_s']:>8.3f} {r['step_s'] / base:>8.2f}x")
+        print(
+            f"{name:<8} {r['paper']:>17.4f} {r['ours']:>13.4f} {factor:>8.3g} {r['step_s']:>8.3f} "
+            f"{r['step_s'] / base:>8.2f}x"
+        )
     if a.no_train:
         return
     print(f"\n3. {a.epochs}-epoch IKDTrainer runs, 64 train images, batch 16 (adv_aug=False, freq_aug=False)")
     runs = {name: short_run(name, data, work / "runs", a.epochs) for name in LOSSES}
-    print(f"{'kd_loss':<8} {'first batch':>11} " + " ".join(f"{'epoch ' + str(i + 1):>8}" for i in range(a.epochs)) + f" {'wall s':>7}")
+    print(
+        f"{'kd_loss':<8} {'first batch':>11} "
+        + " ".join(f"{'epoch ' + str(i + 1):>8}" for i in range(a.epochs))
+        + f" {'wall s':>7}"
+    )
     for name, r in runs.items():
         print(f"{name:<8} {r['first']:>11.4f} " + " ".join(f"{v:>8.4f}" for v in r["epochs"]) + f" {r['s']:>7.0f}")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from ikd_yolo.demo.shapes import make_shapes_dataset  # noqa: E402
 from ikd_yolo.demo import DEMO_DATA, TEACHER_ASSET, TEACHER_EPOCHS, train_demo_teacher  # noqa: E402
+from ikd_yolo.demo.shapes import make_shapes_dataset  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -36,8 +36,8 @@ interrupted benchmark continues where it stopped; ``--fresh`` retrains.
 
 Results: ``benchmarks/results/<scale>.json`` (one entry per method, see ``summarise``) and the table of that scale in
 ``BENCHMARKS.md`` (between its ``<!-- <scale> -->`` markers); a ``full`` run with default settings also becomes
-``benchmarks/results/latest.json``. ``--set key=value`` changes an IKD setting for every IKD method, or an Ultralytics train argument (such as
-``dis``, the native term's weight) for every method (ablations);
+``benchmarks/results/latest.json``. ``--set key=value`` changes an IKD setting for every IKD method, or an
+Ultralytics train argument (such as ``dis``, the native term's weight) for every method (ablations);
 such runs write ``benchmarks/results/<scale>-<tag>.json`` and leave ``BENCHMARKS.md`` alone.
 """
 
@@ -70,31 +70,54 @@ RESULTS = ROOT / "benchmarks" / "results"
 # (see ``pretrain_student``); without it the student starts from scratch.
 SCALES = {
     "quick": dict(
-        data=dict(n_train=256, n_val=256, imgsz=128, seed=0), teacher="asset", student="cfg/yolov8-pico.yaml",
+        data=dict(n_train=256, n_val=256, imgsz=128, seed=0),
+        teacher="asset",
+        student="cfg/yolov8-pico.yaml",
         student_init=dict(data=dict(n_train=512, n_val=64, imgsz=128, seed=1), epochs=20),  # half of full's
-        epochs=3, close_mosaic=1, batch=16, seeds=[0], device="cpu", parallel=1,
+        epochs=3,
+        close_mosaic=1,
+        batch=16,
+        seeds=[0],
+        device="cpu",
+        parallel=1,
     ),
     "full": dict(
         data=dict(n_train=256, n_val=256, imgsz=128, seed=0, small_objects=False),
         teacher=dict(
-            model="yolov8n.yaml", epochs=60, batch=32, close_mosaic=10,
+            model="yolov8n.yaml",
+            epochs=60,
+            batch=32,
+            close_mosaic=10,
             data=dict(n_train=1500, n_val=16, imgsz=128, seed=2, small_objects=False),
         ),
         student="cfg/yolov8-pico.yaml",
         student_init=dict(data=dict(n_train=512, n_val=64, imgsz=128, seed=1, small_objects=False), epochs=40),
-        epochs=25, close_mosaic=5, batch=16, seeds=[0, 1, 2, 3, 4], device="cpu", parallel=1,
+        epochs=25,
+        close_mosaic=5,
+        batch=16,
+        seeds=[0, 1, 2, 3, 4],
+        device="cpu",
+        parallel=1,
     ),
     # one NVIDIA GPU: the same four arms x 3 seeds, 12 trainings sharing the GPU; the teacher (yolov8s, 1500 images of
     # its own split) and the pretrained student are trained first and cached (run --prepare-only beforehand)
     "gpu": dict(
         data=dict(n_train=1000, n_val=300, imgsz=320, seed=0),
         teacher=dict(
-            model="yolov8s.yaml", epochs=60, batch=32, close_mosaic=10,
+            model="yolov8s.yaml",
+            epochs=60,
+            batch=32,
+            close_mosaic=10,
             data=dict(n_train=1500, n_val=16, imgsz=320, seed=2),
         ),
         student="yolov8n.yaml",
         student_init=dict(data=dict(n_train=1000, n_val=100, imgsz=320, seed=1), epochs=30),
-        epochs=30, close_mosaic=5, batch=32, seeds=[0, 1, 2], device="0", parallel=12,
+        epochs=30,
+        close_mosaic=5,
+        batch=32,
+        seeds=[0, 1, 2],
+        device="0",
+        parallel=12,
     ),
 }
 HEADLINE = ("baseline", "native", "kd", "ikd")  # repeated over every seed of the scale
@@ -149,8 +172,16 @@ def train_cached(scale: str, name: str, model: str, data: Path, device: str, **t
 
         print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
         YOLO(model).train(
-            data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False, seed=0,
-            deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args,
+            data=str(data),
+            device=device,
+            project=str(CACHE / scale),
+            name=name,
+            exist_ok=True,
+            plots=False,
+            seed=0,
+            deterministic=False,
+            workers=min(8, os.cpu_count() or 1),
+            **train_args,
         )
     return weights
 
@@ -166,10 +197,20 @@ def pretrain_student(scale: str, cfg: dict, device: str) -> str:
     src = make_shapes_dataset(CACHE / scale / f"pretrain-data-{key}", **init["data"])
     local = ROOT / cfg["student"]  # a yaml of this repository (cfg/...), whatever the working directory
     # the training settings come from ``init`` (hashed into ``key``), not from the scale, so the cache stays valid
-    return str(train_cached(
-        scale, f"student-{key}", str(local) if local.exists() else cfg["student"], src, device, epochs=init["epochs"], imgsz=init["data"]["imgsz"],
-        batch=init.get("batch", 16), close_mosaic=init.get("close_mosaic", 5), val=False,
-    ))
+    return str(
+        train_cached(
+            scale,
+            f"student-{key}",
+            str(local) if local.exists() else cfg["student"],
+            src,
+            device,
+            epochs=init["epochs"],
+            imgsz=init["data"]["imgsz"],
+            batch=init.get("batch", 16),
+            close_mosaic=init.get("close_mosaic", 5),
+            val=False,
+        )
+    )
 
 
 def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
@@ -189,8 +230,15 @@ def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
     key = cache_key(cfg["data"], t)
     src = make_shapes_dataset(CACHE / scale / f"teacher-data-{key}", **t["data"]) if "data" in t else data
     weights = train_cached(
-        scale, f"teacher-{key}", t["model"], src, device, epochs=t["epochs"], imgsz=cfg["data"]["imgsz"],
-        batch=t.get("batch", cfg["batch"]), close_mosaic=t.get("close_mosaic", cfg["close_mosaic"]),
+        scale,
+        f"teacher-{key}",
+        t["model"],
+        src,
+        device,
+        epochs=t["epochs"],
+        imgsz=cfg["data"]["imgsz"],
+        batch=t.get("batch", cfg["batch"]),
+        close_mosaic=t.get("close_mosaic", cfg["close_mosaic"]),
         val=False,
     )
     return data, weights
@@ -211,7 +259,13 @@ def score(weights: str | Path, data: str | Path, imgsz: int, device: str, projec
     from ikd_yolo.tools.sizeval import evaluate
 
     return evaluate(
-        str(weights), str(data), imgsz=imgsz, batch=16, device=device, project=str(project), name=name,
+        str(weights),
+        str(data),
+        imgsz=imgsz,
+        batch=16,
+        device=device,
+        project=str(project),
+        name=name,
         area_rng=(SMALL_AREA * imgsz * imgsz, MEDIUM_AREA * imgsz * imgsz),
     )
 
@@ -226,8 +280,19 @@ def train_one(spec: dict) -> dict:
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished run from an interrupted benchmark
     common = dict(
-        data=spec["data"], epochs=spec["epochs"], imgsz=spec["imgsz"], batch=spec["batch"], seed=spec["seed"],
-        device=spec["device"], workers=spec["workers"], close_mosaic=spec["close_mosaic"], deterministic=False, plots=False, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+        data=spec["data"],
+        epochs=spec["epochs"],
+        imgsz=spec["imgsz"],
+        batch=spec["batch"],
+        seed=spec["seed"],
+        device=spec["device"],
+        workers=spec["workers"],
+        close_mosaic=spec["close_mosaic"],
+        deterministic=False,
+        plots=False,
+        project=str(run_dir.parent),
+        name=run_dir.name,
+        exist_ok=True,
         **spec.get("train_args", {}),
     )
     start = time.time()
@@ -256,7 +321,9 @@ def run_spec(spec: dict, fresh: bool) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
         proc = subprocess.run(
-            [sys.executable, __file__, "--train-one", json.dumps(spec)], stdout=f, stderr=subprocess.STDOUT,
+            [sys.executable, __file__, "--train-one", json.dumps(spec)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("BENCH_RESULT ")]
@@ -300,7 +367,9 @@ def paired(entry: dict, ref: dict | None) -> tuple[list[float], float] | None:
     if ref is None or entry is ref:
         return None
     theirs = dict(zip(ref["seeds"], ref["map50_95_per_seed"], strict=True))
-    diffs = [100 * (v - theirs[sd]) for sd, v in zip(entry["seeds"], entry["map50_95_per_seed"], strict=True) if sd in theirs]
+    diffs = [
+        100 * (v - theirs[sd]) for sd, v in zip(entry["seeds"], entry["map50_95_per_seed"], strict=True) if sd in theirs
+    ]
     return (diffs, statistics.fmean(diffs)) if diffs else None
 
 
@@ -361,19 +430,21 @@ def ablation_table(scale: str) -> str:
 
     def ref_mean(method: str, seeds: list[int]) -> float:
         """The default run's mean of ``method`` over the same seeds (paired: CPU runs repeat exactly per seed)."""
-        per_seed = dict(zip(by[method]["seeds"], by[method]["map50_95_per_seed"]))
+        per_seed = dict(zip(by[method]["seeds"], by[method]["map50_95_per_seed"], strict=True))
         if not all(s in per_seed for s in seeds):  # a seed the default run lacks: compare with its overall mean
             return by[method]["map50_95"]
         return statistics.fmean(per_seed[s] for s in seeds)
 
     lines = [
-        f"Reference: the `{scale}` run above (native {by['native']['map50_95']:.4f} ± {by['native']['map50_95_std']:.4f},"
+        f"Reference: the `{scale}` run above (native {by['native']['map50_95']:.4f} "
+        f"± {by['native']['map50_95_std']:.4f},"
         f" ikd {by['ikd']['map50_95']:.4f} ± {by['ikd']['map50_95_std']:.4f}). Each row changes one setting (`--set`):"
         " an IKD key changes the IKD methods only (the baseline and native runs are reused), an Ultralytics train"
         " argument such as `dis` changes every method, native included. Deltas are paired: against the default"
         " run's mean over the same seeds.",
         "",
-        "| setting | method | seeds | mAP50-95 (mean ± std) | Δ vs same method, defaults | Δ vs native (same setting) | AP medium | AP large "
+        "| setting | method | seeds | mAP50-95 (mean ± std) | Δ vs same method, defaults | Δ vs native (same setting) "
+        "| AP medium | AP large "
         "| epoch time × | date | command |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -407,7 +478,11 @@ def update_benchmarks_md(scale: str, text: str) -> None:
     if start in doc and end in doc:
         doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
     else:
-        title = f"Ablations at scale `{scale[: -len('-ablations')]}`" if scale.endswith("-ablations") else f"Scale `{scale}`"
+        title = (
+            f"Ablations at scale `{scale[: -len('-ablations')]}`"
+            if scale.endswith("-ablations")
+            else f"Scale `{scale}`"
+        )
         doc = doc.rstrip() + f"\n\n## {title}\n\n{block}\n"
     path.write_text(doc)
 
@@ -470,8 +545,10 @@ def main() -> None:
     start = time.time()
     init = cfg.get("student_init")
     if init and init["data"]["seed"] == cfg["data"]["seed"]:
-        sys.exit(f"--scale {a.scale}: student_init's data seed must differ from the benchmark split's "
-                 f"({cfg['data']['seed']}), or the student is pretrained on the images it is scored on")
+        sys.exit(
+            f"--scale {a.scale}: student_init's data seed must differ from the benchmark split's "
+            f"({cfg['data']['seed']}), or the student is pretrained on the images it is scored on"
+        )
     data, teacher = prepare(a.scale, cfg, device)
     student = pretrain_student(a.scale, cfg, device)
     if a.prepare_only:
@@ -488,11 +565,20 @@ def main() -> None:
             name = f"{method}_s{seed}" + (f"_{tag}" if tag and (ikd is not None or train_args) else "")
             specs.append(
                 dict(
-                    method=method, seed=seed, ikd=ikd,
+                    method=method,
+                    seed=seed,
+                    ikd=ikd,
                     # the defaults an IKD run inherits: a changed cfg/ikd.yaml invalidates its cached result
-                    ikd_defaults=cache_key(default_settings()) if ikd is not None else None, data=str(data), teacher=str(teacher), student=student,
-                    epochs=cfg["epochs"], imgsz=cfg["data"]["imgsz"], batch=cfg["batch"], device=device,
-                    workers=workers, close_mosaic=cfg["close_mosaic"],
+                    ikd_defaults=cache_key(default_settings()) if ikd is not None else None,
+                    data=str(data),
+                    teacher=str(teacher),
+                    student=student,
+                    epochs=cfg["epochs"],
+                    imgsz=cfg["data"]["imgsz"],
+                    batch=cfg["batch"],
+                    device=device,
+                    workers=workers,
+                    close_mosaic=cfg["close_mosaic"],
                     run_dir=str(CACHE / a.scale / "runs" / name),
                 )
             )
@@ -506,14 +592,14 @@ def main() -> None:
     teacher_scores = score(teacher, data, s, device, CACHE / a.scale, "teacher_eval")
     init_scores = score(student, data, s, device, CACHE / a.scale, "student_init_eval") if init else None
     by_method: dict[str, list] = {}
-    for spec, res in zip(specs, results):
+    for spec, res in zip(specs, results, strict=True):
         by_method.setdefault(spec["method"], []).append((spec["seed"], res))
     base = summarise("baseline", [sd for sd, _ in by_method["baseline"]], [r for _, r in by_method["baseline"]], None)
-    entries = [
-        summarise(m, [sd for sd, _ in runs], [r for _, r in runs], base) for m, runs in by_method.items()
-    ]
+    entries = [summarise(m, [sd for sd, _ in runs], [r for _, r in runs], base) for m, runs in by_method.items()]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "ikd_yolo", "cfg"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "ikd_yolo", "cfg"], cwd=ROOT, capture_output=True, text=True
+    )
     header = {
         "command": "python benchmarks/run_benchmark.py " + " ".join(sys.argv[1:]),
         "machine": machine(),
@@ -522,9 +608,13 @@ def main() -> None:
         "wall_min": (time.time() - start) / 60,
         "student": cfg["student"],
         "student_init": {
-            "n_train": init["data"]["n_train"], "seed": init["data"]["seed"], "epochs": init["epochs"],
+            "n_train": init["data"]["n_train"],
+            "seed": init["data"]["seed"],
+            "epochs": init["epochs"],
             "weights": shown(student),
-        } if init else None,
+        }
+        if init
+        else None,
         "student_init_scores": init_scores,
         "teacher": shown(teacher),
         "epochs": cfg["epochs"],

@@ -38,7 +38,8 @@ origin, a normalised ``xywh`` box becomes ``xywh * scale`` (all four numbers), a
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F

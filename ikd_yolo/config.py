@@ -54,72 +54,145 @@ def _s(default, help, section, choices=None, low=None, high=None) -> Setting:
 
 SETTINGS: dict[str, Setting] = {
     # --- base feature distillation on clean images ---
-    "kd_loss": _s("pkd", "feature KD loss on the Detect inputs (dis_loss): pkd (1 - Pearson r per channel), cwd, "
-                  "native (Ultralytics' score-weighted L2, weight `dis`), mgd or fgd", _BASE, choices=KD_LOSSES),
-    "kd_pkd_weight": _s(1.0, "pkd weight per level (Cao et al. NeurIPS 2022; bounded in [0, 2] per level)", _BASE,
-                        low=0.0, high=1e6),
-    "kd_cwd_tau": _s(1.0, "cwd temperature (Shu et al. ICCV 2021, detection setting: 1.0)", _BASE, low=1e-3, high=100.0),
-    "kd_cwd_weight": _s(5.0, "cwd weight per level (the authors' RetinaNet-FPN detection setting: 5)", _BASE,
-                        low=0.0, high=1e6),
-    "kd_cwd_norm": _s(True, "cwd on per-channel standardised features (as MMYOLO's and DAMO-YOLO's BN-normalised "
-                      "cwd): invariant to feature scale", _BASE),
-    "kd_mgd_alpha": _s(0.00032, "mgd weight: the paper's one-stage 2e-5 x 16 (initial dis_loss 3.2 on the demo)",
-                       _BASE, low=0.0, high=1e6),
-    "kd_mgd_lambda": _s(0.65, "mgd fraction of student positions masked (Yang et al. ECCV 2022, one-stage: 0.65)",
-                        _BASE, low=0.0, high=0.99),
-    "kd_fgd_temp": _s(0.5, "fgd attention temperature (Yang et al. CVPR 2022, RetinaNet: 0.5)", _BASE,
-                      low=1e-3, high=100.0),
+    "kd_loss": _s(
+        "pkd",
+        "feature KD loss on the Detect inputs (dis_loss): pkd (1 - Pearson r per channel), cwd, "
+        "native (Ultralytics' score-weighted L2, weight `dis`), mgd or fgd",
+        _BASE,
+        choices=KD_LOSSES,
+    ),
+    "kd_pkd_weight": _s(
+        1.0, "pkd weight per level (Cao et al. NeurIPS 2022; bounded in [0, 2] per level)", _BASE, low=0.0, high=1e6
+    ),
+    "kd_cwd_tau": _s(
+        1.0, "cwd temperature (Shu et al. ICCV 2021, detection setting: 1.0)", _BASE, low=1e-3, high=100.0
+    ),
+    "kd_cwd_weight": _s(
+        5.0, "cwd weight per level (the authors' RetinaNet-FPN detection setting: 5)", _BASE, low=0.0, high=1e6
+    ),
+    "kd_cwd_norm": _s(
+        True,
+        "cwd on per-channel standardised features (as MMYOLO's and DAMO-YOLO's BN-normalised "
+        "cwd): invariant to feature scale",
+        _BASE,
+    ),
+    "kd_mgd_alpha": _s(
+        0.00032,
+        "mgd weight: the paper's one-stage 2e-5 x 16 (initial dis_loss 3.2 on the demo)",
+        _BASE,
+        low=0.0,
+        high=1e6,
+    ),
+    "kd_mgd_lambda": _s(
+        0.65,
+        "mgd fraction of student positions masked (Yang et al. ECCV 2022, one-stage: 0.65)",
+        _BASE,
+        low=0.0,
+        high=0.99,
+    ),
+    "kd_fgd_temp": _s(
+        0.5, "fgd attention temperature (Yang et al. CVPR 2022, RetinaNet: 0.5)", _BASE, low=1e-3, high=100.0
+    ),
     "kd_fgd_alpha": _s(0.002, "fgd foreground weight: the authors' RetinaNet 1e-3 x 2", _BASE, low=0.0, high=1e6),
     "kd_fgd_beta": _s(0.001, "fgd background weight: the authors' RetinaNet 5e-4 x 2", _BASE, low=0.0, high=1e6),
-    "kd_fgd_gamma": _s(0.001, "fgd attention-transfer (L1) weight: the authors' RetinaNet 5e-4 x 2", _BASE,
-                       low=0.0, high=1e6),
-    "kd_fgd_lambda": _s(0.00001, "fgd global (GcBlock relation) weight: the authors' RetinaNet 5e-6 x 2", _BASE,
-                        low=0.0, high=1e6),
-    "kd_cls_weight": _s(1.0, "classification KD on the Detect class logits (cls_kd): BCE to the teacher's "
-                        "probabilities weighted by |p_t - p_s|^beta (BCKD, Yang et al. ICCV 2023); 0 = off", _BASE,
-                        low=0.0, high=1e6),
+    "kd_fgd_gamma": _s(
+        0.001, "fgd attention-transfer (L1) weight: the authors' RetinaNet 5e-4 x 2", _BASE, low=0.0, high=1e6
+    ),
+    "kd_fgd_lambda": _s(
+        0.00001, "fgd global (GcBlock relation) weight: the authors' RetinaNet 5e-6 x 2", _BASE, low=0.0, high=1e6
+    ),
+    "kd_cls_weight": _s(
+        1.0,
+        "classification KD on the Detect class logits (cls_kd): BCE to the teacher's "
+        "probabilities weighted by |p_t - p_s|^beta (BCKD, Yang et al. ICCV 2023); 0 = off",
+        _BASE,
+        low=0.0,
+        high=1e6,
+    ),
     "kd_cls_beta": _s(1.0, "exponent of the BCKD weight |p_t - p_s|^beta (paper: 1.0)", _BASE, low=0.0, high=10.0),
-    "kd_dfl_weight": _s(1.0, "localisation KD on the DFL bins (dfl_kd): KL at temperature kd_dfl_tau, weighted by the "
-                        "teacher's class confidence (LD, Zheng et al. CVPR 2022); 0 = off", _BASE, low=0.0, high=1e6),
+    "kd_dfl_weight": _s(
+        1.0,
+        "localisation KD on the DFL bins (dfl_kd): KL at temperature kd_dfl_tau, weighted by the "
+        "teacher's class confidence (LD, Zheng et al. CVPR 2022); 0 = off",
+        _BASE,
+        low=0.0,
+        high=1e6,
+    ),
     "kd_dfl_tau": _s(10.0, "LD temperature (paper: 10)", _BASE, low=1e-3, high=100.0),
     # --- schedule and calibration ---
-    "kd_warmup_epochs": _s(1.0, "every KD term ramps in linearly over this many epochs (per iteration) while the "
-                           "projector warms up", _SCHED, low=0.0, high=1e4),
-    "kd_final_scale": _s(0.1, "after the ramp, the KD scale decays on a cosine from 1 to this at the end of the KD "
-                         "epochs", _SCHED, low=0.0, high=1.0),
+    "kd_warmup_epochs": _s(
+        1.0,
+        "every KD term ramps in linearly over this many epochs (per iteration) while the projector warms up",
+        _SCHED,
+        low=0.0,
+        high=1e4,
+    ),
+    "kd_final_scale": _s(
+        0.1,
+        "after the ramp, the KD scale decays on a cosine from 1 to this at the end of the KD epochs",
+        _SCHED,
+        low=0.0,
+        high=1.0,
+    ),
     "kd_close_mosaic_off": _s(True, "every KD term (and the teacher's forward) off in the close_mosaic epochs", _SCHED),
-    "kd_balance": _s(0.3, "automatic weights: at the start each KD term is scaled so that its gradient on the "
-                     "student is this fraction of the detection loss's gradient; 0 = use the fixed weights", _SCHED,
-                     low=0.0, high=100.0),
+    "kd_balance": _s(
+        0.3,
+        "automatic weights: at the start each KD term is scaled so that its gradient on the "
+        "student is this fraction of the detection loss's gradient; 0 = use the fixed weights",
+        _SCHED,
+        low=0.0,
+        high=100.0,
+    ),
     "kd_balance_batches": _s(4, "training batches averaged by the kd_balance calibration", _SCHED, low=1, high=1000),
     # --- 1. sample-specific frequency augmentation (dataloader) ---
     "freq_aug": _s(True, "append the size-aware frequency augmentation to the training pipeline", _FREQ),
-    "freq_small_area": _s(0.0025, "box area, as a fraction of the training image, below which an object is small "
-                          "(COCO 32^2 at 640^2)", _FREQ, low=0.0, high=1.0),
-    "freq_noise_p": _s(0.3, "probability of Gaussian noise on a sample whose objects are all small", _FREQ,
-                       low=0.0, high=1.0),
-    "freq_noise_sigma": _s(0.08, "noise std on a 0..1 image (ImageNet-C gaussian_noise severity 1)", _FREQ,
-                           low=0.0, high=1.0),
-    "freq_crop_p": _s(0.5, "probability of a zoom crop on a sample with at least one medium/large object", _FREQ,
-                      low=0.0, high=1.0),
-    "freq_crop_min_side": _s(0.8, "a crop keeps a fraction of each side drawn uniformly from [this, 1]", _FREQ,
-                             low=0.1, high=1.0),
+    "freq_small_area": _s(
+        0.0025,
+        "box area, as a fraction of the training image, below which an object is small (COCO 32^2 at 640^2)",
+        _FREQ,
+        low=0.0,
+        high=1.0,
+    ),
+    "freq_noise_p": _s(
+        0.3, "probability of Gaussian noise on a sample whose objects are all small", _FREQ, low=0.0, high=1.0
+    ),
+    "freq_noise_sigma": _s(
+        0.08, "noise std on a 0..1 image (ImageNet-C gaussian_noise severity 1)", _FREQ, low=0.0, high=1.0
+    ),
+    "freq_crop_p": _s(
+        0.5, "probability of a zoom crop on a sample with at least one medium/large object", _FREQ, low=0.0, high=1.0
+    ),
+    "freq_crop_min_side": _s(
+        0.8, "a crop keeps a fraction of each side drawn uniformly from [this, 1]", _FREQ, low=0.1, high=1.0
+    ),
     # --- 2. adversarial feature augmentation (loss) ---
     "adv_aug": _s(True, "match student to teacher features on adversarial images made against the teacher", _ADV),
-    "adv_weight": _s(1.0, "weight of the adversarial feature term (per-element mean loss, x batch size like other "
-                     "terms; rescaled by kd_balance when that is on)", _ADV, low=0.0, high=1e6),
+    "adv_weight": _s(
+        1.0,
+        "weight of the adversarial feature term (per-element mean loss, x batch size like other "
+        "terms; rescaled by kd_balance when that is on)",
+        _ADV,
+        low=0.0,
+        high=1e6,
+    ),
     "adv_loss": _s("mse", "adversarial feature loss", _ADV, choices=FEATURE_LOSSES),
     "adv_cwd_tau": _s(1.0, "temperature of the cwd adversarial loss", _ADV, low=1e-3, high=100.0),
     "adv_eps": _s(8.0, "L-inf bound of the perturbation, in pixel levels of 255", _ADV, low=0.0, high=255.0),
     "adv_step": _s(2.0, "step size per attack iteration, in pixel levels of 255", _ADV, low=0.0, high=255.0),
     "adv_steps": _s(2, "MI-DI-FGSM iterations per batch (reference: 5)", _ADV, low=0, high=100),
     "adv_decay": _s(1.0, "momentum decay of MI-FGSM", _ADV, low=0.0, high=10.0),
-    "adv_di_prob": _s(0.5, "probability of input diversity (random shrink + zero pad) at each attack step", _ADV,
-                      low=0.0, high=1.0),
+    "adv_di_prob": _s(
+        0.5, "probability of input diversity (random shrink + zero pad) at each attack step", _ADV, low=0.0, high=1.0
+    ),
     "adv_di_rate": _s(0.9, "smallest shrink factor of input diversity", _ADV, low=0.1, high=1.0),
     "adv_batch_frac": _s(0.5, "fraction of each batch that is attacked and used by the term", _ADV, low=0.01, high=1.0),
-    "adv_epochs": _s(0.667, "fraction of the epochs (from the start) during which the term is on (reference: 16/24)",
-                     _ADV, low=0.0, high=1.0),
+    "adv_epochs": _s(
+        0.667,
+        "fraction of the epochs (from the start) during which the term is on (reference: 16/24)",
+        _ADV,
+        low=0.0,
+        high=1.0,
+    ),
 }
 
 KEYS: tuple[str, ...] = tuple(SETTINGS)

@@ -167,4 +167,4 @@ class SizeAwareFrequencyAug(DualTransform):
         counts = self.branch_counts.clone()
         self.branch_counts.zero_()
         total = int(counts.sum())
-        return {b: (int(c) / total if total else 0.0) for b, c in zip(BRANCHES, counts)}
+        return {b: (int(c) / total if total else 0.0) for b, c in zip(BRANCHES, counts, strict=True)}

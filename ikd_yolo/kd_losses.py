@@ -1,11 +1,12 @@
-"""Clean-image feature distillation losses selected by ``kd_loss``: pkd, cwd, mgd and fgd (``native`` is Ultralytics').
+"""Feature distillation losses: the clean-image bases of ``kd_loss`` (pkd, cwd, mgd, fgd; ``native`` is
+Ultralytics') and the per-level losses the adversarial term picks by name (``adv_loss``).
 
-Every loss compares, level by level, the student's Detect-input features after the wrapper's 1x1 ``projector``
+Every base compares, level by level, the student's Detect-input features after the wrapper's 1x1 ``projector``
 (so student and teacher tensors of a level have the same shape (N, C_l, H_l, W_l)) with the frozen teacher's, and
 returns one scalar per image: the sum over levels. Teacher features are detached: only the student side and the
-loss's own modules (FGD's teacher-side context block included) receive gradients. The wrapper reports it as ``dis_loss`` and, like Ultralytics'
-other terms, multiplies it by the batch size before backward. The native term's weight ``dis`` is not used by
-these losses: each has its own weights (``kd_*`` keys of ``cfg/ikd.yaml``).
+loss's own modules (FGD's teacher-side context block included) receive gradients. The wrapper reports it as
+``dis_loss`` and, like Ultralytics' other terms, multiplies it by the batch size before backward. The native
+term's weight ``dis`` is not used by these losses: each has its own weights (``kd_*`` keys of ``cfg/ikd.yaml``).
 
 - **pkd** (Cao et al., NeurIPS 2022, "PKD: General Distillation Framework for Object Detectors via Pearson
   Correlation Coefficient"): both maps standardised per channel over (N, H, W), then half their MSE, i.e.
@@ -49,9 +50,8 @@ so they grow with the feature-map area (x25 from imgsz 128 to 640); cwd and fgd'
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 import torch.nn.functional as F
+from torch import nn
 
 # --- per-level losses between two (N, C, H, W) maps --------------------------------------------------------------
 # Each returns a scalar that does not grow with batch size or map size (a mean), so one weight fits every level and
@@ -183,7 +183,7 @@ class MGDLoss(nn.Module):
     def forward(self, students: list[torch.Tensor], teachers: list[torch.Tensor], batch: dict | None = None):
         """alpha * sum over levels of the per-image squared error between regenerated and teacher features."""
         total = students[0].new_zeros((), dtype=torch.float32)
-        for i, (s, t) in enumerate(zip(students, [t.detach() for t in teachers])):
+        for i, (s, t) in enumerate(zip(students, [t.detach() for t in teachers], strict=True)):
             total = total + self.level_loss(i, s, t) * self.alpha
         return total
 
@@ -279,7 +279,7 @@ class FGDLoss(nn.Module):
     def forward(self, students: list[torch.Tensor], teachers: list[torch.Tensor], batch: dict):
         """Weighted sum of the four terms over levels."""
         total = students[0].new_zeros((), dtype=torch.float32)
-        for i, (s, t) in enumerate(zip(students, [t.detach() for t in teachers])):
+        for i, (s, t) in enumerate(zip(students, [t.detach() for t in teachers], strict=True)):
             terms = self.level_terms(i, s, t, batch)
             total = total + (
                 self.alpha * terms["fg"]

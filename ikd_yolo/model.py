@@ -69,7 +69,7 @@ def frozen_bn_statistics(model: nn.Module):
     try:
         yield
     finally:
-        for m, (momentum, tracked) in zip(bns, saved):
+        for m, (momentum, tracked) in zip(bns, saved, strict=True):
             m.momentum = momentum
             m.num_batches_tracked.copy_(tracked)
 

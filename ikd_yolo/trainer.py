@@ -31,8 +31,8 @@ from ultralytics.utils.torch_utils import unwrap_model
 from .config import KEYS, IKDConfig, default_settings
 from .frequency import SizeAwareFrequencyAug
 from .model import KD_TERMS, IKDDistillationModel
-from .schedule import kd_scale, kd_stop_epoch
 from .preflight import normalize_overrides, preflight
+from .schedule import kd_scale, kd_stop_epoch
 from .teacher import check_teacher_data, check_teacher_student, load_teacher
 
 PREFIX = colorstr("IKD: ")
@@ -133,7 +133,10 @@ class IKDTrainer(DetectionTrainer):
             self.world_size = int(os.environ["WORLD_SIZE"])
         if RANK in {-1, 0}:
             (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(self.ikd.to_dict(), sort_keys=False))
-            LOGGER.info(f"{PREFIX}teacher={self.args.distill_model} " + ", ".join(f"{k}={v}" for k, v in self.ikd.to_dict().items()))
+            LOGGER.info(
+                f"{PREFIX}teacher={self.args.distill_model} "
+                + ", ".join(f"{k}={v}" for k, v in self.ikd.to_dict().items())
+            )
 
     def train(self):
         """Ultralytics' training; a run that fails before its first epoch is saved leaves no run folder behind."""
@@ -182,8 +185,10 @@ class IKDTrainer(DetectionTrainer):
         if local and len([d for d in ids.split(",") if d.strip()]) != local:
             device = (f"{prefix}:" if prefix else "") + ",".join(str(i) for i in range(local))
             if RANK in {-1, 0}:
-                LOGGER.warning(f"{PREFIX}device={self.args.device} does not list {local} devices for the {local} "
-                               f"processes per node: using device={device} on each node")
+                LOGGER.warning(
+                    f"{PREFIX}device={self.args.device} does not list {local} devices for the {local} "
+                    f"processes per node: using device={device} on each node"
+                )
             self.args.device = device
         super()._setup_ddp()
 
@@ -284,8 +289,10 @@ class IKDTrainer(DetectionTrainer):
             self._gains_logged = True
             gains = model.gains()
             if self.ikd.kd_balance > 0:
-                LOGGER.info(f"{PREFIX}kd_balance={self.ikd.kd_balance} calibrated gains: "
-                            + ", ".join(f"{KD_TERMS[k]} x{v:.4g}" for k, v in gains.items()))
+                LOGGER.info(
+                    f"{PREFIX}kd_balance={self.ikd.kd_balance} calibrated gains: "
+                    + ", ".join(f"{KD_TERMS[k]} x{v:.4g}" for k, v in gains.items())
+                )
             ikd_yaml = {**self.ikd.to_dict(), "kd_gains": {KD_TERMS[k]: v for k, v in gains.items()}}
             (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(ikd_yaml, sort_keys=False))
         if self.epoch >= 1 and self.tloss:

@@ -45,8 +45,14 @@ def test_bad_input_gets_one_line_and_exit_2(case, shapes_data, bad_data, tmp_pat
     monkeypatch.chdir(tmp_path)
     data = {"missing data yaml": "data=nowhere.yaml", "empty data": "data=", "missing train images": f"data={bad_data}"}
     args, word = CASES.get(case, ([T, "model=yolov8n.yaml"], None))
-    word = word or {"missing data yaml": "'nowhere.yaml' does not exist", "empty data": "data= is empty",
-                    "missing train images": "training images"}[case]
+    word = (
+        word
+        or {
+            "missing data yaml": "'nowhere.yaml' does not exist",
+            "empty data": "data= is empty",
+            "missing train images": "training images",
+        }[case]
+    )
     argv = [data.get(case, f"data={shapes_data}"), *args, f"project={tmp_path / 'runs'}", "epochs=1", "workers=0"]
     start = time.time()
     assert main(argv) == 2
@@ -60,10 +66,17 @@ def test_exit_code_and_debug_switch_in_a_real_process(tmp_path):
     cmd = [sys.executable, str(ROOT / "run.py"), "data=nowhere.yaml", T, "model=yolov8n.yaml"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
-    assert proc.stderr.strip().splitlines() == ["run.py: 'nowhere.yaml' does not exist: check the path given in "
-                                                "data=, model= or teacher= (or in the data yaml)"]
-    debug = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                           env={**__import__("os").environ, "IKD_DEBUG": "1"})
+    assert proc.stderr.strip().splitlines() == [
+        "run.py: 'nowhere.yaml' does not exist: check the path given in data=, model= or teacher= (or in the data yaml)"
+    ]
+    debug = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "IKD_DEBUG": "1"},
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
@@ -75,7 +88,19 @@ def test_resume_true_without_any_run_says_so(tmp_path, monkeypatch, capfd):
 
 def test_imgsz_is_rounded_to_the_stride_before_the_wrapper_probes_it(shapes_data, tmp_path):
     """imgsz=50 trains (at 64, as plain Ultralytics distillation does) instead of crashing in setup_model."""
-    argv = [f"data={shapes_data}", T, "model=yolov8n.yaml", "imgsz=50", "epochs=1", "batch=8", "workers=0",
-            "val=False", "plots=False", f"project={tmp_path}", "name=r", "kd_balance_batches=1"]
+    argv = [
+        f"data={shapes_data}",
+        T,
+        "model=yolov8n.yaml",
+        "imgsz=50",
+        "epochs=1",
+        "batch=8",
+        "workers=0",
+        "val=False",
+        "plots=False",
+        f"project={tmp_path}",
+        "name=r",
+        "kd_balance_batches=1",
+    ]
     assert main(argv) == 0
     assert (tmp_path / "r" / "weights" / "last.pt").exists()

@@ -5,8 +5,7 @@ import yaml
 
 from ikd_yolo.cli import help_text, main
 from ikd_yolo.config import KEYS, SETTINGS, IKDConfig, IKDSettingError, cfg_file, default_settings, render_yaml
-from ikd_yolo.kd_losses import KD_LOSSES
-from ikd_yolo.kd_losses import FEATURE_LOSSES
+from ikd_yolo.kd_losses import FEATURE_LOSSES, KD_LOSSES
 
 
 def test_cfg_yaml_is_the_declaration():

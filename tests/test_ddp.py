@@ -20,8 +20,14 @@ def free_port() -> int:
 def test_two_gloo_ranks_keep_student_identical(tmp_path):
     out = tmp_path / "ddp.json"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-        f"--master_port={free_port()}", str(HERE / "ddp_worker.py"), str(out),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        f"--master_port={free_port()}",
+        str(HERE / "ddp_worker.py"),
+        str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

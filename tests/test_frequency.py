@@ -131,8 +131,8 @@ def test_serialisation_round_trip_and_seeding():
     a = [comp(image=img, bboxes=SMALL, c=[0, 1])["image"] for _ in range(6)]
     b = [comp2(image=img, bboxes=SMALL, c=[0, 1])["image"] for _ in range(6)]
     c = [comp3(image=img, bboxes=SMALL, c=[0, 1])["image"] for _ in range(6)]
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # same seed: same samples
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))  # another seed: other samples
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # same seed: same samples
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))  # another seed: other samples
 
 
 def test_branch_counts_and_fractions():

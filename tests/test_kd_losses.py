@@ -22,7 +22,7 @@ PICO = str(ROOT / "cfg" / "yolov8-pico.yaml")
 def feats(n=2, channels=(8, 16, 32), sizes=((16, 12), (8, 6), (4, 3)), seed=0, grad=False):
     """Per-level features with different channels and (non-square) sizes per level."""
     g = torch.Generator().manual_seed(seed)
-    out = [torch.randn(n, c, h, w, generator=g) for c, (h, w) in zip(channels, sizes)]
+    out = [torch.randn(n, c, h, w, generator=g) for c, (h, w) in zip(channels, sizes, strict=True)]
     return [f.requires_grad_() for f in out] if grad else out
 
 
@@ -96,7 +96,10 @@ def test_gradients_reach_student_features_and_loss_modules_only(name):
 
 @pytest.mark.parametrize("name", KD)
 def test_level_sizes_and_autocast(name):
-    s, t = feats(channels=(4, 8, 8), sizes=((20, 7), (10, 4), (5, 2))), feats(channels=(4, 8, 8), sizes=((20, 7), (10, 4), (5, 2)), seed=2)
+    s, t = (
+        feats(channels=(4, 8, 8), sizes=((20, 7), (10, 4), (5, 2))),
+        feats(channels=(4, 8, 8), sizes=((20, 7), (10, 4), (5, 2)), seed=2),
+    )
     kd = module(name, channels=(4, 8, 8))
     assert math.isfinite(kd(s, t, boxes_batch()).item())
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -122,7 +125,12 @@ def test_fgd_masks_scale_background_and_smallest_box():
 
 
 def test_fgd_masks_without_boxes_and_on_the_border():
-    empty = {"img": torch.zeros(3, 3, 32, 32), "batch_idx": torch.zeros(0), "cls": torch.zeros(0, 1), "bboxes": torch.zeros(0, 4)}
+    empty = {
+        "img": torch.zeros(3, 3, 32, 32),
+        "batch_idx": torch.zeros(0),
+        "cls": torch.zeros(0, 1),
+        "bboxes": torch.zeros(0, 4),
+    }
     fg, bg = fgd_masks(empty, 3, 4, 4, "cpu")
     assert fg.sum() == 0 and torch.allclose(bg, torch.full_like(bg, 1 / 16))
     border = boxes_batch(2, ((0, 0.95, 0.5, 0.1, 0.2), (1, 1.0, 1.0, 0.3, 0.3), (1, 0.0, 0.0, 0.0, 0.0)))
@@ -217,8 +225,17 @@ def read_results(run):
 def test_trains_one_epoch(name, shapes_data, teacher_pt, tmp_path):
     trainer = IKDTrainer(
         overrides=dict(
-            data=str(shapes_data), model=PICO, teacher=str(teacher_pt), epochs=1, project=str(tmp_path), name=name,
-            kd_loss=name, adv_aug=False, freq_aug=False, val=False, **IKD_FAST,
+            data=str(shapes_data),
+            model=PICO,
+            teacher=str(teacher_pt),
+            epochs=1,
+            project=str(tmp_path),
+            name=name,
+            kd_loss=name,
+            adv_aug=False,
+            freq_aug=False,
+            val=False,
+            **IKD_FAST,
         )
     )
     trainer.train()
@@ -233,8 +250,19 @@ class Interrupt(Exception):
 def test_fgd_trains_and_resume_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
     """A real resume=True: the rebuilt wrapper's kd_module holds last.pt's EMA weights before training goes on."""
     overrides = dict(
-        data=str(shapes_data), model=PICO, teacher=str(teacher_pt), epochs=2, project=str(tmp_path), name="fgd",
-        kd_loss="fgd", kd_fgd_lambda=0.01, adv_aug=False, freq_aug=False, val=False, nbs=8, **IKD_FAST,
+        data=str(shapes_data),
+        model=PICO,
+        teacher=str(teacher_pt),
+        epochs=2,
+        project=str(tmp_path),
+        name="fgd",
+        kd_loss="fgd",
+        kd_fgd_lambda=0.01,
+        adv_aug=False,
+        freq_aug=False,
+        val=False,
+        nbs=8,
+        **IKD_FAST,
     )  # nbs=8: an optimizer step every batch (FAST's batch 8), so the kd module moves in the 2 batches of an epoch
     first = IKDTrainer(overrides=overrides)
 
@@ -251,7 +279,10 @@ def test_fgd_trains_and_resume_restores_the_kd_module(shapes_data, teacher_pt, t
     second = IKDTrainer(overrides={"resume": str(last)})
     assert second.ikd.kd_loss == "fgd" and second.ikd.kd_fgd_lambda == 0.01
     restored = {}
-    second.add_callback("on_pretrain_routine_end", lambda tr: restored.update({k: v.clone() for k, v in tr.model.kd_module.state_dict().items()}))
+    second.add_callback(
+        "on_pretrain_routine_end",
+        lambda tr: restored.update({k: v.clone() for k, v in tr.model.kd_module.state_dict().items()}),
+    )
     second.train()
     assert restored.keys() == saved.keys()
     for k, v in saved.items():

@@ -8,8 +8,7 @@ from ultralytics.cfg import get_cfg
 from ultralytics.nn.tasks import DetectionModel
 
 from ikd_yolo.config import IKDConfig
-from ikd_yolo.kd_losses import build_kd_module
-from ikd_yolo.kd_losses import pkd_loss
+from ikd_yolo.kd_losses import build_kd_module, pkd_loss
 from ikd_yolo.model import KD_TERMS, IKDDistillationModel
 from ikd_yolo.response_kd import bckd_loss, ld_loss
 from ikd_yolo.schedule import grad_norm, kd_scale, kd_stop_epoch
@@ -210,9 +209,19 @@ def test_trainer_warns_when_a_kd_term_dominates_and_logs_fixed_gains(shapes_data
     try:
         IKDTrainer(
             overrides=dict(
-                data=str(shapes_data), model=str(ROOT / "cfg" / "yolov8-pico.yaml"), teacher=str(teacher_pt),
-                epochs=2, project=str(tmp_path), name="loud", kd_balance=0.0, kd_pkd_weight=1000.0,
-                kd_warmup_epochs=0.0, adv_aug=False, freq_aug=False, val=False, **IKD_FAST,
+                data=str(shapes_data),
+                model=str(ROOT / "cfg" / "yolov8-pico.yaml"),
+                teacher=str(teacher_pt),
+                epochs=2,
+                project=str(tmp_path),
+                name="loud",
+                kd_balance=0.0,
+                kd_pkd_weight=1000.0,
+                kd_warmup_epochs=0.0,
+                adv_aug=False,
+                freq_aug=False,
+                val=False,
+                **IKD_FAST,
             )
         ).train()
     finally:

@@ -86,10 +86,28 @@ def _rows(teacher_small_high, student_small_high, large_low=0.9, large_high=0.3,
     for m, small_high in (("teacher", teacher_small_high), ("student", student_small_high)):
         rows.append(dict(model=m, filter="none", radius=None, map50_95=1.0, ap_small=1.0, ap_medium=1.0, ap_large=1.0))
         for r in (8, 16):
-            rows.append(dict(model=m, filter="low", radius=r, map50_95=0.5, ap_small=0.1, ap_medium=medium_low,
-                             ap_large=large_low))
-            rows.append(dict(model=m, filter="high", radius=r, map50_95=0.5, ap_small=small_high,
-                             ap_medium=medium_high, ap_large=large_high))
+            rows.append(
+                dict(
+                    model=m,
+                    filter="low",
+                    radius=r,
+                    map50_95=0.5,
+                    ap_small=0.1,
+                    ap_medium=medium_low,
+                    ap_large=large_low,
+                )
+            )
+            rows.append(
+                dict(
+                    model=m,
+                    filter="high",
+                    radius=r,
+                    map50_95=0.5,
+                    ap_small=small_high,
+                    ap_medium=medium_high,
+                    ap_large=large_high,
+                )
+            )
     return rows
 
 
@@ -115,8 +133,17 @@ def test_probe_end_to_end(shapes_data, teacher_pt, tmp_path, monkeypatch, capsys
     assert main(["probe", "--help"]) == 0 and "cycles per longer image side" in capsys.readouterr().out
     assert main(["--help"]) == 0 and "probe" in capsys.readouterr().out
     assert main(["probe", f"model={teacher_pt}", "bogus=1"]) == 2
-    args = [f"model={teacher_pt}", f"teacher={teacher_pt}", f"data={shapes_data}", "radii=8,16", f"imgsz={IMGSZ}",
-            "batch=8", "device=cpu", f"project={tmp_path / 'p'}", "name=demo"]
+    args = [
+        f"model={teacher_pt}",
+        f"teacher={teacher_pt}",
+        f"data={shapes_data}",
+        "radii=8,16",
+        f"imgsz={IMGSZ}",
+        "batch=8",
+        "device=cpu",
+        f"project={tmp_path / 'p'}",
+        "name=demo",
+    ]
     assert main(["probe", *args]) == 0
     out = capsys.readouterr().out
     run = tmp_path / "p" / "demo"
@@ -126,8 +153,13 @@ def test_probe_end_to_end(shapes_data, teacher_pt, tmp_path, monkeypatch, capsys
     with open(run / "probe.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * (1 + 2 * 2)  # two models x (unfiltered + low/high x 2 radii)
-    assert {(r["filter"], r["radius"]) for r in rows} == {("none", ""), ("low", "8.0"), ("high", "8.0"),
-                                                         ("low", "16.0"), ("high", "16.0")}
+    assert {(r["filter"], r["radius"]) for r in rows} == {
+        ("none", ""),
+        ("low", "8.0"),
+        ("high", "8.0"),
+        ("low", "16.0"),
+        ("high", "16.0"),
+    }
     for r in rows:
         for k in ("map50_95", "ap_small", "ap_medium", "ap_large"):
             v = float(r[k])

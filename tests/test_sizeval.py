@@ -18,14 +18,25 @@ def _gt(boxes_per_image: dict) -> dict:
     for iid, boxes in boxes_per_image.items():
         images.append({"id": iid, "file_name": f"{iid}.jpg", "width": 640, "height": 640})
         for c, x, y, w, h in boxes:
-            anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": c, "bbox": [x, y, w, h],
-                         "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": iid,
+                    "category_id": c,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     return {"images": images, "annotations": anns, "categories": [{"id": 1}, {"id": 2}]}
 
 
 def _perfect(gt: dict, keep=lambda a: True) -> list:
-    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 0.9}
-            for a in gt["annotations"] if keep(a)]
+    return [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 0.9}
+        for a in gt["annotations"]
+        if keep(a)
+    ]
 
 
 SMALL, MEDIUM, LARGE = (1, 10, 10, 20, 20), (2, 100, 100, 50, 50), (1, 300, 300, 200, 150)  # 400, 2500, 30000 px^2
@@ -34,8 +45,9 @@ SMALL, MEDIUM, LARGE = (1, 10, 10, 20, 20), (2, 100, 100, 50, 50), (1, 300, 300,
 def test_perfect_predictions_give_one_in_every_bucket():
     gt = _gt({1: [SMALL, MEDIUM], 2: [LARGE, SMALL], "img_b": [MEDIUM]})  # int and str ids together
     r = coco_size_ap(gt, _perfect(gt))
-    assert r == pytest.approx({"coco_map50_95": 1.0, "coco_map50": 1.0, "ap_small": 1.0, "ap_medium": 1.0,
-                               "ap_large": 1.0})
+    assert r == pytest.approx(
+        {"coco_map50_95": 1.0, "coco_map50": 1.0, "ap_small": 1.0, "ap_medium": 1.0, "ap_large": 1.0}
+    )
 
 
 def test_empty_bucket_is_nan_and_missing_predictions_score_zero():
@@ -94,8 +106,15 @@ def test_evaluate_real_model(teacher_pt, shapes_data, tmp_path, monkeypatch):
     from ultralytics.models.yolo.detect import DetectionValidator
 
     monkeypatch.chdir(tmp_path)
-    r = evaluate(teacher_pt, shapes_data, imgsz=IMGSZ, batch=8, project=tmp_path / "proj", name="sv",
-                 area_rng=(0.0025 * IMGSZ**2, 0.09 * IMGSZ**2))
+    r = evaluate(
+        teacher_pt,
+        shapes_data,
+        imgsz=IMGSZ,
+        batch=8,
+        project=tmp_path / "proj",
+        name="sv",
+        area_rng=(0.0025 * IMGSZ**2, 0.09 * IMGSZ**2),
+    )
     assert set(r) == {"map50_95", "map50", "ap_small", "ap_medium", "ap_large", "coco_map50_95"}
     for k, v in r.items():
         assert isinstance(v, float) and (math.isnan(v) or 0.0 <= v <= 1.0), (k, v)
@@ -120,8 +139,17 @@ def test_evaluate_real_model(teacher_pt, shapes_data, tmp_path, monkeypatch):
         def eval_json(self, stats):
             return stats
 
-    YOLO(teacher_pt).val(validator=Spy, data=str(shapes_data), imgsz=IMGSZ, batch=8, save_json=True, plots=False,
-                         verbose=False, project=str(tmp_path / "proj"), name="spy")
+    YOLO(teacher_pt).val(
+        validator=Spy,
+        data=str(shapes_data),
+        imgsz=IMGSZ,
+        batch=8,
+        save_json=True,
+        plots=False,
+        verbose=False,
+        project=str(tmp_path / "proj"),
+        name="spy",
+    )
     v = seen[-1]
     ours = coco_ground_truth(v.dataloader.dataset.im_files, v.class_map)
     theirs = np.array(sorted((a["category_id"], *a["bbox"]) for a in v.gdict["annotations"]))

@@ -22,7 +22,9 @@ def save_checkpoint(model: torch.nn.Module, path: Path, names=CLASS_NAMES) -> Pa
 
 def make_trainer(data, teacher, project, **kw):
     return IKDTrainer(
-        overrides=dict(data=str(data), model="yolov8n.yaml", teacher=str(teacher), epochs=1, project=str(project), **IKD_FAST, **kw)
+        overrides=dict(
+            data=str(data), model="yolov8n.yaml", teacher=str(teacher), epochs=1, project=str(project), **IKD_FAST, **kw
+        )
     )
 
 

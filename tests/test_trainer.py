@@ -27,8 +27,17 @@ def cli_run(shapes_data, teacher_pt, tmp_path_factory):
     """python run.py ... for 3 epochs with the adversarial term on for the first one only."""
     project = tmp_path_factory.mktemp("cli")
     args = [f"{k}={v}" for k, v in IKD_FAST.items()] + [
-        f"data={shapes_data}", f"teacher={teacher_pt}", "model=yolov8n.yaml", "epochs=3", f"project={project}",
-        "name=ikd", "adv_steps=1", "adv_epochs=0.34", "freq_noise_p=1.0", "freq_crop_p=1.0", "export=onnx",
+        f"data={shapes_data}",
+        f"teacher={teacher_pt}",
+        "model=yolov8n.yaml",
+        "epochs=3",
+        f"project={project}",
+        "name=ikd",
+        "adv_steps=1",
+        "adv_epochs=0.34",
+        "freq_noise_p=1.0",
+        "freq_crop_p=1.0",
+        "export=onnx",
     ]
     proc = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -121,8 +130,15 @@ def test_python_api_via_yolo_train(shapes_data, teacher_pt, tmp_path):
 
     model = YOLO("yolov8n.yaml")
     model.train(
-        trainer=IKDTrainer, data=str(shapes_data), teacher=str(teacher_pt), epochs=1, project=str(tmp_path),
-        name="api", freq_aug=False, adv_aug=False, **IKD_FAST,
+        trainer=IKDTrainer,
+        data=str(shapes_data),
+        teacher=str(teacher_pt),
+        epochs=1,
+        project=str(tmp_path),
+        name="api",
+        freq_aug=False,
+        adv_aug=False,
+        **IKD_FAST,
     )
     assert isinstance(model.trainer.model, IKDDistillationModel)
     assert model.trainer.ikd.adv_aug is False and model.trainer.ikd.freq_aug is False
@@ -141,10 +157,20 @@ def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_pa
     from ikd_yolo.cli import main
 
     def interrupted(name):
-        trainer = IKDTrainer(overrides=dict(
-            data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), epochs=3, project=str(tmp_path),
-            name=name, adv_steps=1, adv_epochs=0.67, freq_noise_p=0.9, **IKD_FAST,
-        ))
+        trainer = IKDTrainer(
+            overrides=dict(
+                data=str(shapes_data),
+                model="yolov8n.yaml",
+                teacher=str(teacher_pt),
+                epochs=3,
+                project=str(tmp_path),
+                name=name,
+                adv_steps=1,
+                adv_epochs=0.67,
+                freq_noise_p=0.9,
+                **IKD_FAST,
+            )
+        )
 
         def stop(tr):
             if tr.epoch == 0:
@@ -175,8 +201,16 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path)
 
     trainer = IKDTrainer(
         overrides=dict(
-            data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), epochs=1, project=str(tmp_path),
-            name="ddp", adv_steps=3, freq_noise_p=0.5, adv_loss="cwd", **IKD_FAST,
+            data=str(shapes_data),
+            model="yolov8n.yaml",
+            teacher=str(teacher_pt),
+            epochs=1,
+            project=str(tmp_path),
+            name="ddp",
+            adv_steps=3,
+            freq_noise_p=0.5,
+            adv_loss="cwd",
+            **IKD_FAST,
         )
     )
     file = Path(generate_ddp_file(trainer))
@@ -205,14 +239,24 @@ def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
 
     trainer = IKDTrainer(
         overrides=dict(
-            data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), epochs=1, project=str(tmp_path),
-            name="nan", kd_loss="mgd", adv_aug=False, freq_aug=False, **IKD_FAST,
+            data=str(shapes_data),
+            model="yolov8n.yaml",
+            teacher=str(teacher_pt),
+            epochs=1,
+            project=str(tmp_path),
+            name="nan",
+            kd_loss="mgd",
+            adv_aug=False,
+            freq_aug=False,
+            **IKD_FAST,
         )
     )
     trainer.train()
     trainer.save_model()  # a mid-run last.pt (the final one is stripped to the plain student)
     model = unwrap_model(trainer.model)
-    saved = {k: v.clone() for k, v in torch.load(trainer.last, weights_only=False)["ema"].kd_module.state_dict().items()}
+    saved = {
+        k: v.clone() for k, v in torch.load(trainer.last, weights_only=False)["ema"].kd_module.state_dict().items()
+    }
     with torch.no_grad():
         for p in model.kd_module.parameters():
             p.fill_(float("nan"))  # what a diverged epoch leaves behind

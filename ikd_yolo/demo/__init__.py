@@ -58,8 +58,13 @@ def run_demo(workdir: str | Path = "runs/ikd_demo", epochs: int = STUDENT_EPOCHS
     plain.train(data=str(data), epochs=epochs, project=str(workdir), name="student_plain", **COMMON)
     ikd = IKDTrainer(
         overrides=dict(
-            data=str(data), model=STUDENT_CFG, teacher=str(teacher), epochs=epochs, project=str(workdir),
-            name="student_ikd", **COMMON,
+            data=str(data),
+            model=STUDENT_CFG,
+            teacher=str(teacher),
+            epochs=epochs,
+            project=str(workdir),
+            name="student_ikd",
+            **COMMON,
         )
     )
     ikd.train()

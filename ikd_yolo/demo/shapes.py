@@ -147,8 +147,6 @@ def make_shapes_dataset(
             lines = [f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels]
             (root / "labels" / split / f"{i:05d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASS_NAMES))
-    yaml_path.write_text(
-        f"path: {root}\ntrain: images/train\nval: images/val\nchannels: {channels}\nnames:\n{names}\n"
-    )
+    yaml_path.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nchannels: {channels}\nnames:\n{names}\n")
     stamp.write_text(json.dumps(params))
     return yaml_path

@@ -83,7 +83,7 @@ def coco_ground_truth(im_files: list[str | Path], class_map: list[int] | None = 
     from ultralytics.data.utils import exif_size, img2label_paths
 
     images, annotations, seen, max_cls = [], [], {}, -1
-    for im_file, label_file in zip(im_files, img2label_paths([str(f) for f in im_files])):
+    for im_file, label_file in zip(im_files, img2label_paths([str(f) for f in im_files]), strict=True):
         iid = image_id(im_file)
         if iid in seen:
             raise ValueError(

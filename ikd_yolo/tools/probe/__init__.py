@@ -61,15 +61,39 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ...errors import UserError
 from .datasets import build_filtered_datasets, split_images
 from .filters import FILTERS, KINDS, filter_image, fourier_filter, frequency_mask
 from .report import MARGIN, SIZES, plot, recommend, retention, table
 
-__all__ = ["FILTERS", "KINDS", "MARGIN", "SIZES", "filter_image", "fourier_filter", "frequency_mask", "recommend",
-           "retention", "run_probe", "main"]
+__all__ = [
+    "FILTERS",
+    "KINDS",
+    "MARGIN",
+    "SIZES",
+    "filter_image",
+    "fourier_filter",
+    "frequency_mask",
+    "recommend",
+    "retention",
+    "run_probe",
+    "main",
+]
 DEFAULTS = dict(
-    model=None, teacher=None, data=None, radii=(8, 16, 32, 64), filter="ideal", imgsz=None, batch=16, device=None,
-    project=None, name=None, split="val", small_area=0.0025, medium_area=0.09, max_images=0,
+    model=None,
+    teacher=None,
+    data=None,
+    radii=(8, 16, 32, 64),
+    filter="ideal",
+    imgsz=None,
+    batch=16,
+    device=None,
+    project=None,
+    name=None,
+    split="val",
+    small_area=0.0025,
+    medium_area=0.09,
+    max_images=0,
 )
 USAGE = __doc__.split("\n\n")[1]
 
@@ -92,7 +116,7 @@ def _radii(value: Any) -> list[float]:
         value = [v for v in value.replace(" ", "").split(",") if v]
     values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
     if not values or any(v <= 0 for v in values):
-        raise ValueError(f"radii must be positive numbers, got {value!r}")
+        raise UserError(f"probe: radii must be positive numbers, e.g. radii=8,16,32, got {value!r}")
     return sorted(set(values))
 
 
@@ -125,9 +149,9 @@ def run_probe(
     from ..sizeval import evaluate
 
     if filter not in FILTERS:
-        raise ValueError(f"filter must be one of {FILTERS}, got {filter!r}")
+        raise UserError(f"probe: filter={filter} is not one of {', '.join(FILTERS)}")
     if not 0 < small_area <= medium_area:
-        raise ValueError(f"need 0 < small_area <= medium_area, got {small_area}, {medium_area}")
+        raise UserError(f"probe: need 0 < small_area <= medium_area, got {small_area} and {medium_area}")
     radii = _radii(radii)
     models = {"teacher": teacher, "student": model} if teacher else {"model": model}
     yolos = {k: YOLO(str(v)) for k, v in models.items()}
@@ -148,12 +172,21 @@ def run_probe(
         for m, key in bar:
             bar.set_description(f"probe: evaluating {m} on {key}")
             with _quiet():
-                r = evaluate(yolos[m], yamls[key], imgsz=imgsz, batch=batch, device="" if device is None else device,
-                             project=tmp / "val",
-                             name=f"{m}_{key}", area_rng=area_rng, exist_ok=True)
+                r = evaluate(
+                    yolos[m],
+                    yamls[key],
+                    imgsz=imgsz,
+                    batch=batch,
+                    device="" if device is None else device,
+                    project=tmp / "val",
+                    name=f"{m}_{key}",
+                    area_rng=area_rng,
+                    exist_ok=True,
+                )
             kind, _, rad = key.partition("_r")
-            rows.append({"model": m, "weights": str(models[m]), "filter": kind, "radius": float(rad) if rad else None,
-                         **r})
+            rows.append(
+                {"model": m, "weights": str(models[m]), "filter": kind, "radius": float(rad) if rad else None, **r}
+            )
     order = {"none": 0, "low": 1, "high": 2}
     rows.sort(key=lambda r: (list(models).index(r["model"]), order[r["filter"]], r["radius"] or 0))
 
@@ -187,7 +220,9 @@ def run_probe(
 
 def help_text() -> str:
     """The module docstring as plain text for a terminal (markdown emphasis and code quotes removed)."""
-    return re.sub(r"\*\*(.+?)\*\*|\*(.+?)\*|``(.+?)``|:func:`(.+?)`", lambda m: next(g for g in m.groups() if g), __doc__)
+    return re.sub(
+        r"\*\*(.+?)\*\*|\*(.+?)\*|``(.+?)``|:func:`(.+?)`", lambda m: next(g for g in m.groups() if g), __doc__
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     A bad input raises :class:`~ikd_yolo.errors.UserError`, which ``run.py`` prints as one line with exit code 2.
     """
     from ...cli import parse_args
-    from ...errors import UserError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in {"-h", "--help", "help"} for a in argv):
@@ -206,8 +240,5 @@ def main(argv: list[str] | None = None) -> int:
     missing = [k for k in ("model", "data") if kwargs.get(k) is None]
     if missing:
         raise UserError(f"probe: missing {' and '.join(f'{k}=' for k in missing)} (python run.py probe --help)")
-    try:
-        run_probe(**kwargs)
-    except ValueError as e:
-        raise UserError(f"probe: {e}") from e
+    run_probe(**kwargs)
     return 0

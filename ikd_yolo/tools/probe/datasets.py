@@ -43,8 +43,13 @@ def _write_dataset(root: Path, data: dict) -> Path:
 
     (root / "images" / "val").mkdir(parents=True, exist_ok=True)
     (root / "labels" / "val").mkdir(parents=True, exist_ok=True)
-    cfg = {"path": str(root), "train": "images/val", "val": "images/val", "names": data["names"],
-           "channels": int(data.get("channels", 3))}
+    cfg = {
+        "path": str(root),
+        "train": "images/val",
+        "val": "images/val",
+        "names": data["names"],
+        "channels": int(data.get("channels", 3)),
+    }
     (root / "data.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return root / "data.yaml"
 
@@ -74,7 +79,7 @@ def build_filtered_datasets(
     stems: dict[str, str] = {}
     areas, example = [], None
     for i, (im_file, label_file) in enumerate(
-        TQDM(list(zip(images, img2label_paths(images))), desc="probe: filtering images")
+        TQDM(list(zip(images, img2label_paths(images), strict=True)), desc="probe: filtering images")
     ):
         stem = Path(im_file).stem
         if stem in stems:

@@ -65,8 +65,10 @@ def recommend(rows: list[dict], small_area: float, medium_area: float) -> list[s
     # size threshold
     dep = {s: retention(rows, ref, s, "high") - retention(rows, ref, s, "low") for s in ("small", "medium")}
     if dep["small"] > 0 and dep["medium"] > 0:
-        lines.append(f"size threshold: freq_small_area={medium_area:g} (medium objects, like small ones, rely more on "
-                     "high than on low frequencies)")
+        lines.append(
+            f"size threshold: freq_small_area={medium_area:g} (medium objects, like small ones, rely more on "
+            "high than on low frequencies)"
+        )
     else:
         if math.isnan(dep["small"]):
             why = "no evidence for small objects"
@@ -101,11 +103,11 @@ def plot(rows: list[dict], path: Path, filter: str = "ideal") -> Path:
     colors = {"map50_95": "black", "ap_small": "tab:blue", "ap_medium": "tab:orange", "ap_large": "tab:green"}
     labels = {"map50_95": "all (mAP50-95)", "ap_small": "small", "ap_medium": "medium", "ap_large": "large"}
     models = list(dict.fromkeys(r["model"] for r in rows))
-    styles = dict(zip(models, [("-", "o"), ("--", "s"), (":", "^")]))
+    styles = dict(zip(models, [("-", "o"), ("--", "s"), (":", "^")], strict=False))  # up to 3 models
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=True)
-    for ax, kind in zip(axes, KINDS):
+    for ax, kind in zip(axes, KINDS, strict=True):
         for m in models:
             pts = sorted((r["radius"], r) for r in rows if r["model"] == m and r["filter"] == kind)
             base = next((r for r in rows if r["model"] == m and r["filter"] == "none"), None)
