@@ -9,7 +9,7 @@ import pytest
 from ikd_yolo.cli import main
 from ikd_yolo.demo import TEACHER_ASSET
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 T = f"teacher={TEACHER_ASSET}"
 

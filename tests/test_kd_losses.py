@@ -1,22 +1,18 @@
 """Clean-image KD losses kd_loss=cwd|mgd|fgd: values, gradients, shapes, FGD's box masks, training and resume."""
 
-import csv
 import math
 
 import pytest
 import torch
-from ultralytics.cfg import get_cfg
-from ultralytics.nn.tasks import DetectionModel
 
 from ikd_yolo.config import IKDConfig
 from ikd_yolo.kd_losses import build_kd_module, fgd_attention, fgd_masks, mgd_keep_mask
-from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
-from .conftest import IKD_FAST, ROOT
+from . import helpers
+from .helpers import IKD_FAST, PICO, Interrupt, det_batch, read_results
 
 KD = ("pkd", "cwd", "mgd", "fgd")
-PICO = str(ROOT / "cfg" / "yolov8-pico.yaml")
 
 
 def feats(n=2, channels=(8, 16, 32), sizes=((16, 12), (8, 6), (4, 3)), seed=0, grad=False):
@@ -155,23 +151,12 @@ def test_fgd_attention_is_scaled_to_mean_one():
 def make_model(name, teacher="yolov8s.yaml", student=PICO, **ikd):
     """The wrapper around a fresh student and teacher of different widths (pico: 16/32/64 channels at P3-P5,
     yolov8n 64/128/256, yolov8s 128/256/512)."""
-    torch.manual_seed(0)
-    args = get_cfg(overrides={"imgsz": 64})
-    teacher = DetectionModel(teacher, nc=4, verbose=False).eval()
-    student = DetectionModel(student, nc=4, verbose=False)
-    student.args = args
-    cfg = IKDConfig.from_mapping(
-        {"kd_loss": name, "kd_balance": 0.0, "adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **ikd}
-    )
-    model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=cfg)
-    model.args = args
-    return model.train()
+    fixed = {"kd_loss": name, "kd_balance": 0.0, "adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0}
+    return helpers.make_model(teacher, student, **{**fixed, **ikd})
 
 
 def image_batch(n=2):
-    b = boxes_batch(n, ((0, 0.3, 0.3, 0.2, 0.2), (1, 0.6, 0.6, 0.5, 0.4), (1, 0.9, 0.9, 0.2, 0.2)))
-    b["img"] = torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    return b
+    return det_batch(n, ((0, 0.3, 0.3, 0.2, 0.2), (1, 0.6, 0.6, 0.5, 0.4), (1, 0.9, 0.9, 0.2, 0.2)))
 
 
 @pytest.mark.parametrize("name", KD)
@@ -216,11 +201,6 @@ def test_kd_module_state_round_trips_through_the_wrapper():
 # --- end to end ----------------------------------------------------------------------------------------------------
 
 
-def read_results(run):
-    with open(run / "results.csv") as f:
-        return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 @pytest.mark.parametrize("name", ["cwd", "mgd"])
 def test_trains_one_epoch(name, shapes_data, teacher_pt, tmp_path):
     trainer = IKDTrainer(
@@ -241,10 +221,6 @@ def test_trains_one_epoch(name, shapes_data, teacher_pt, tmp_path):
     trainer.train()
     rows = read_results(tmp_path / name)
     assert len(rows) == 1 and math.isfinite(rows[0]["train/dis_loss"]) and rows[0]["train/dis_loss"] > 0
-
-
-class Interrupt(Exception):
-    pass
 
 
 def test_fgd_trains_and_resume_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):

@@ -4,14 +4,15 @@ import math
 
 import pytest
 import torch
-from ultralytics.cfg import get_cfg
-from ultralytics.nn.tasks import DetectionModel
 
 from ikd_yolo.config import IKDConfig
 from ikd_yolo.kd_losses import build_kd_module, pkd_loss
-from ikd_yolo.model import KD_TERMS, IKDDistillationModel
+from ikd_yolo.model import KD_TERMS
 from ikd_yolo.response_kd import bckd_loss, ld_loss
 from ikd_yolo.schedule import grad_norm, kd_scale, kd_stop_epoch
+
+from . import helpers
+from .helpers import IKD_FAST, PICO, det_batch
 
 
 def feats(seed=0, n=2, channels=(8, 16), sizes=((8, 6), (4, 3))):
@@ -86,26 +87,11 @@ def test_response_losses_pull_the_student_towards_the_teacher():
 
 
 def make_model(**ikd):
-    torch.manual_seed(0)
-    args = get_cfg(overrides={"imgsz": 64})
-    teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
-    student = DetectionModel("yolov8n.yaml", nc=4, verbose=False)
-    student.args = args
-    cfg = IKDConfig.from_mapping({"adv_aug": False, "freq_aug": False, **ikd})
-    model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=cfg)
-    model.args = args
-    return model.train()
+    return helpers.make_model(**{"adv_aug": False, "freq_aug": False, **ikd})
 
 
 def batch(n=4):
-    g = torch.Generator().manual_seed(0)
-    boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.5, 0.4]])
-    return {
-        "img": torch.rand(n, 3, 64, 64, generator=g),
-        "batch_idx": torch.arange(n).repeat_interleave(2).float(),
-        "cls": torch.tensor([0.0, 1.0]).repeat(n).view(-1, 1),
-        "bboxes": boxes.repeat(n, 1),
-    }
+    return det_batch(n)
 
 
 @pytest.mark.parametrize("term", ["dis", "cls", "dfl"])
@@ -200,8 +186,6 @@ def test_trainer_warns_when_a_kd_term_dominates_and_logs_fixed_gains(shapes_data
 
     from ikd_yolo.trainer import IKDTrainer
 
-    from .conftest import IKD_FAST, ROOT
-
     records = []
     handler = logging.Handler()
     handler.emit = lambda r: records.append(r.getMessage())
@@ -210,7 +194,7 @@ def test_trainer_warns_when_a_kd_term_dominates_and_logs_fixed_gains(shapes_data
         IKDTrainer(
             overrides=dict(
                 data=str(shapes_data),
-                model=str(ROOT / "cfg" / "yolov8-pico.yaml"),
+                model=PICO,
                 teacher=str(teacher_pt),
                 epochs=2,
                 project=str(tmp_path),

@@ -3,35 +3,20 @@
 import copy
 
 import torch
-from ultralytics.cfg import get_cfg
-from ultralytics.nn.tasks import DetectionModel
 
-from ikd_yolo.config import IKDConfig
-from ikd_yolo.model import IKDDistillationModel, frozen_bn_statistics
+from ikd_yolo.model import frozen_bn_statistics
+
+from . import helpers
+from .helpers import det_batch
 
 
 def make_model(**ikd):
-    torch.manual_seed(0)
-    args = get_cfg(overrides={"imgsz": 64})
-    teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
-    student = DetectionModel("yolov8n.yaml", nc=4, verbose=False)
-    student.args = args
     fixed = {"kd_loss": "native", "kd_balance": 0.0}  # fixed weights unless a test asks for the calibration
-    cfg = IKDConfig.from_mapping({"adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **fixed, **ikd})
-    model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=cfg)
-    model.args = args
-    return model.train()
+    return helpers.make_model(**{"adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **fixed, **ikd})
 
 
-def make_batch(n=4, size=64):
-    g = torch.Generator().manual_seed(0)
-    boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.5, 0.4], [0.2, 0.7, 0.06, 0.06]])
-    return {
-        "img": torch.rand(n, 3, size, size, generator=g),
-        "batch_idx": torch.arange(n).repeat_interleave(3).float(),
-        "cls": torch.tensor([0.0, 1.0, 2.0]).repeat(n).view(-1, 1),
-        "bboxes": boxes.repeat(n, 1),
-    }
+def make_batch(n=4):
+    return det_batch(n, ((0, 0.3, 0.3, 0.2, 0.2), (1, 0.6, 0.6, 0.5, 0.4), (2, 0.2, 0.7, 0.06, 0.06)))
 
 
 def test_adversarial_term_trains_student_and_projector_only():

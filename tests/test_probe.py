@@ -9,7 +9,7 @@ import pytest
 
 from ikd_yolo.tools.probe import filter_image, fourier_filter, frequency_mask, recommend
 
-from .conftest import IMGSZ
+from .helpers import IMGSZ
 
 
 def _full_distance(h, w):

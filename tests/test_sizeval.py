@@ -9,7 +9,7 @@ import pytest
 
 from ikd_yolo.tools.sizeval import COCO_AREA_RNG, coco_ground_truth, coco_size_ap, evaluate, image_id
 
-from .conftest import IMGSZ
+from .helpers import IMGSZ
 
 
 def _gt(boxes_per_image: dict) -> dict:
@@ -123,9 +123,9 @@ def test_evaluate_real_model(teacher_pt, shapes_data, tmp_path, monkeypatch):
     run = tmp_path / "proj" / "sv"
     gt = json.loads((run / "ground_truth.json").read_text())
     assert len(gt["images"]) == 8 and all(isinstance(im["id"], int) for im in gt["images"])
-    if (run / "predictions.json").exists():  # Ultralytics' ids are the ground truth's
-        pred_ids = {p["image_id"] for p in json.loads((run / "predictions.json").read_text())}
-        assert pred_ids <= {im["id"] for im in gt["images"]}
+    assert r["map50_95"] > 0  # a trained teacher finds objects, so there are predictions to check
+    pred_ids = {p["image_id"] for p in json.loads((run / "predictions.json").read_text())}
+    assert pred_ids and pred_ids <= {im["id"] for im in gt["images"]}  # Ultralytics' ids are the ground truth's
     assert json.loads((run / "size_ap.json").read_text())["map50_95"] == pytest.approx(r["map50_95"])
 
     # the ground truth matches the boxes Ultralytics' validator itself rescales to the original images
@@ -158,5 +158,13 @@ def test_evaluate_real_model(teacher_pt, shapes_data, tmp_path, monkeypatch):
     np.testing.assert_allclose(mine, theirs, atol=0.05)
 
 
-def test_coco_thresholds_default():
-    assert COCO_AREA_RNG == (1024, 9216)
+def test_default_thresholds_are_cocos_32_and_96_px_squared():
+    """Boxes just under and over 32^2 and 96^2 px fall in COCO's buckets with the default area_rng."""
+    below32, above32 = (1, 10, 10, 31, 31), (1, 100, 100, 33, 33)
+    below96, above96 = (2, 10, 300, 95, 95), (2, 300, 300, 97, 97)
+    gt = _gt({1: [below32, above32, below96, above96]})
+    found = {31 * 31, 97 * 97}  # one box per COCO bucket boundary is found: small and large score 1, medium 0
+    r = coco_size_ap(gt, _perfect(gt, keep=lambda a: a["area"] in found))
+    assert COCO_AREA_RNG == (32**2, 96**2)
+    assert r["ap_small"] == pytest.approx(1.0) and r["ap_large"] == pytest.approx(1.0)
+    assert r["ap_medium"] == pytest.approx(0.0)

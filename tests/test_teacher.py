@@ -10,7 +10,7 @@ from ikd_yolo.demo.shapes import CLASS_NAMES
 from ikd_yolo.teacher import TeacherError
 from ikd_yolo.trainer import IKDTrainer
 
-from .conftest import IKD_FAST
+from .helpers import IKD_FAST
 
 
 def save_checkpoint(model: torch.nn.Module, path: Path, names=CLASS_NAMES) -> Path:

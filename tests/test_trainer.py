@@ -1,6 +1,5 @@
 """IKDTrainer end to end on generated data: run.py, the Python APIs, resume, the multi-GPU rebuild, checkpoints."""
 
-import csv
 import json
 import math
 import subprocess
@@ -14,12 +13,7 @@ from ikd_yolo.config import IKDConfig
 from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
-from .conftest import IKD_FAST, IMGSZ, ROOT, run_python
-
-
-def read_results(run: Path) -> list[dict[str, float]]:
-    with open(run / "results.csv") as f:
-        return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+from .helpers import IKD_FAST, IMGSZ, ROOT, Interrupt, read_results, run_python
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +139,6 @@ def test_python_api_via_yolo_train(shapes_data, teacher_pt, tmp_path):
     rows = read_results(tmp_path / "api")
     assert rows[0]["train/adv_loss"] == 0 and rows[0]["train/dis_loss"] > 0 and "freq/noise" not in rows[0]
     assert type(model.model).__name__ == "DetectionModel"  # Ultralytics reloads the plain best.pt
-
-
-class Interrupt(Exception):
-    pass
 
 
 @pytest.mark.parametrize("form", ["resume=True model=PATH", "resume=PATH"])
