@@ -122,14 +122,15 @@ SETTINGS: dict[str, Setting] = {
     # --- schedule and calibration ---
     "kd_warmup_epochs": _s(
         1.0,
-        "every KD term ramps in linearly over this many epochs (per iteration) while the projector warms up",
+        "projector warm-up: for this many epochs the feature term trains only the projector (on detached student "
+        "features) and no KD term reaches the student",
         _SCHED,
         low=0.0,
         high=1e4,
     ),
     "kd_final_scale": _s(
         0.1,
-        "after the ramp, the KD scale decays on a cosine from 1 to this at the end of the KD epochs",
+        "after the warm-up, the KD scale decays on a cosine from 1 to this at the end of the KD epochs",
         _SCHED,
         low=0.0,
         high=1.0,

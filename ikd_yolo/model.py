@@ -15,7 +15,8 @@ DFL bins, from the Detect outputs the hooks already capture.
 
 **Schedule and calibration** (:mod:`ikd_yolo.schedule`): every KD term is multiplied by ``kd_scale`` (set by the
 trainer each iteration) and by a per-term gain, calibrated on the first batches when ``kd_balance`` is on and kept
-in the buffer ``kd_gain``. At scale 0 the teacher is not run.
+in the buffer ``kd_gain``. During the projector warm-up the feature term trains the projector on detached student
+features. At scale 0 (after the warm-up) the teacher is not run.
 
 **Adversarial feature augmentation.** A fraction of the current (already augmented) batch is attacked with
 MI-DI-FGSM against the frozen teacher's classification loss on the batch's ground truth
@@ -91,6 +92,7 @@ class IKDDistillationModel(DistillationModel):
     Attributes:
         ikd (IKDConfig): IKD settings.
         kd_scale (float): Schedule factor of every KD term for the current iteration (set by the trainer).
+        projector_warmup (bool): Whether this iteration belongs to the projector warm-up (set by the trainer).
         adv_active (bool): Whether the adversarial term is on for the current epoch (set by the trainer).
         adv_skipped (int): Batches whose attack failed numerically and skipped the term.
         kd_gain (Tensor): Per-term gains, in the order of ``KD_TERMS`` (1 until ``kd_balance`` calibrates them).
@@ -102,6 +104,7 @@ class IKDDistillationModel(DistillationModel):
         super().__init__(teacher_model=teacher_model, student_model=student_model)
         self.ikd = ikd
         self.kd_scale = 1.0
+        self.projector_warmup = False
         self.adv_active = ikd.adv_aug
         self.adv_skipped = 0
         self._teacher_loss: TeacherClsLoss | None = None
@@ -130,8 +133,9 @@ class IKDDistillationModel(DistillationModel):
         """Detection loss followed by the four KD terms (``dis_loss``, ``cls_kd``, ``dfl_kd``, ``adv_loss``)."""
         device = batch["img"].device
         zero = torch.zeros(1, device=device)
-        calibrating = self.training and self.kd_calibrated.item() < 0.5
-        if not self.training or (self.kd_scale <= 0 and not calibrating):  # eval, or KD off: no teacher forward
+        warmup = self.training and self.projector_warmup
+        calibrating = self.training and not warmup and self.kd_calibrated.item() < 0.5
+        if not self.training or (self.kd_scale <= 0 and not calibrating and not warmup):  # KD off: no teacher
             if preds is None or self.training:
                 preds = self.student_model(batch["img"])
             self._teacher_feats.clear()
@@ -139,6 +143,13 @@ class IKDDistillationModel(DistillationModel):
             regular, items = self.student_model.loss(batch, preds)
             items.update({name: zero.detach() for name in KD_TERMS.values()})
             return torch.cat([regular, zero.repeat(len(KD_TERMS))]), items
+
+        if warmup:  # the projector (and kd_module) learn on detached student features; the student sees detection
+            regular, items, terms = self.clean_kd_terms(batch, detach_student=True)
+            items.update({name: zero.detach() for name in KD_TERMS.values()})
+            items["dis_loss"] = terms["dis"].detach().reshape(1)
+            bs = batch["img"].shape[0]
+            return torch.cat([regular, terms["dis"].reshape(1) * bs, zero.repeat(len(KD_TERMS) - 1)]), items
 
         regular, items, terms = self.clean_kd_terms(batch)
         if self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0:
@@ -197,15 +208,19 @@ class IKDDistillationModel(DistillationModel):
             total = total + self.loss_sl2(s, t, feat_idx=i, teacher_scores=weights) * self.dis
         return total
 
-    def clean_kd_terms(self, batch: dict):
+    def clean_kd_terms(self, batch: dict, detach_student: bool = False):
         """Teacher and student forwards on the clean batch: detection loss, its items, and the unweighted-by-schedule
-        KD terms ``dis`` (feature base), ``cls`` and ``dfl`` (response)."""
+        KD terms ``dis`` (feature base), ``cls`` and ``dfl`` (response). ``detach_student``: the projector warm-up,
+        only ``dis``, on student features cut from the student's graph."""
         self._teacher_feats.clear()
         self._student_feats.clear()
         with torch.no_grad():
             self.teacher_model(batch["img"])  # hooks capture teacher features
         preds = self.student_model(batch["img"])  # hooks capture student features
         regular_loss, loss_items = self.student_model.loss(batch, preds)
+        if detach_student:
+            for i in range(len(self.feats_idx) - 1):
+                self._student_feats[i] = self.decouple_outputs(self._student_feats[i]).detach()
         students, teachers, student_head, teacher_head = self.pop_features()
         teacher_head = {k: v.detach() for k, v in teacher_head.items() if k in ("boxes", "scores")}
         student_head = head_outputs(preds) if student_head is None else student_head
@@ -213,6 +228,8 @@ class IKDDistillationModel(DistillationModel):
             terms = {"dis": self.native_term(students, teachers, teacher_head)}
         else:
             terms = {"dis": self.kd_module(students, teachers, batch)}
+        if detach_student:
+            return regular_loss, loss_items, terms
         if self.ikd.kd_cls_weight > 0:
             cls = bckd_loss(student_head["scores"], teacher_head["scores"], self.ikd.kd_cls_beta)
             terms["cls"] = cls * self.ikd.kd_cls_weight

@@ -1,17 +1,22 @@
 """When and how strongly every distillation term acts: the per-iteration scale and the ``kd_balance`` calibration.
 
-**Scale.** Every KD term (``dis_loss``, ``cls_kd``, ``dfl_kd``, ``adv_loss``) is multiplied by one per-iteration
-scale :func:`kd_scale`: a linear ramp from 0 to 1 over the first ``kd_warmup_epochs`` (the projector, random at the
-start, warms up while the terms are small; FitNets' hint stage), then a cosine from 1 down to ``kd_final_scale`` at
-the last KD epoch (DAMO-YOLO and YOLOv6 decay their KD weights the same way), and 0 in the ``close_mosaic`` epochs
-when ``kd_close_mosaic_off`` is set (MMYOLO detaches its KD losses there), where the teacher is not even run.
+**Projector warm-up.** For the first ``kd_warmup_epochs`` the student is trained on detection alone while the
+projector (and a base's own modules) learn to map the student's features onto the teacher's: the feature term is
+computed on detached student features, so it trains only them (FitNets' hint stage). A random projector would
+otherwise send the student gradients unrelated to the teacher, and make any calibration of the weights meaningless.
+
+**Scale.** After the warm-up every KD term (``dis_loss``, ``cls_kd``, ``dfl_kd``, ``adv_loss``) is multiplied by one
+per-iteration scale :func:`kd_scale`: a cosine from 1 down to ``kd_final_scale`` at the last KD epoch (DAMO-YOLO
+and YOLOv6 decay their KD weights the same way), and 0 in the ``close_mosaic`` epochs when ``kd_close_mosaic_off``
+is set (MMYOLO detaches its KD losses there), where the teacher is not even run.
 
 **Calibration** (``kd_balance = f > 0``). Fixed KD weights mean different things for different teachers, feature
 maps and datasets (the native term's ``dis=6`` is 3-4x the whole detection loss on one setup, a fraction of it on
-another). So on the first ``kd_balance_batches`` training batches the model measures, for the detection loss and for
+another). So on ``kd_balance_batches`` training batches the model measures, for the detection loss and for
 each KD term at its configured weight, the L2 norm of its gradient on the student's parameters, and then sets each
 term's gain so that its gradient norm is ``f`` times the detection loss's (Tencent's YOLO-Master sets each KD weight
-the same way, at 10 %). The KD terms are off during those batches. The gains are logged, written to ``ikd.yaml``,
+the same way, at 10 %). The calibration runs on the first batches after the projector warm-up, with the KD terms
+off for the student. The gains are logged, written to ``ikd.yaml``,
 and saved with the model's buffers, so a resumed run keeps them.
 """
 
@@ -23,20 +28,27 @@ import torch
 
 
 def kd_scale(progress: float, stop: float, warmup: float, final: float) -> float:
-    """Scale of the KD terms after ``progress`` epochs of training (fractional: per iteration).
+    """Scale of the KD terms on the student after ``progress`` epochs of training (fractional: per iteration).
+
+    0 during the projector warm-up (``progress <= warmup``) and after ``stop``; in between a cosine from 1 down to
+    ``final``.
 
     Args:
         progress: Epochs done, counting the current batch (``epoch + (i + 1) / batches_per_epoch``).
         stop: Epochs after which every KD term is off (the start of ``close_mosaic``, or the last epoch).
-        warmup: Length of the linear ramp-in, in epochs (0: none).
+        warmup: Length of the projector warm-up, in epochs (0: none).
         final: Value of the cosine decay at ``stop``, relative to 1.
     """
-    if progress > stop + 1e-9:
+    if progress > stop + 1e-9 or in_projector_warmup(progress, warmup):
         return 0.0
-    ramp = min(1.0, progress / warmup) if warmup > 0 else 1.0
     span = stop - warmup
     p = min(1.0, max(0.0, (progress - warmup) / span)) if span > 0 else 1.0
-    return ramp * (final + (1.0 - final) * (1.0 + math.cos(math.pi * p)) / 2.0)
+    return final + (1.0 - final) * (1.0 + math.cos(math.pi * p)) / 2.0
+
+
+def in_projector_warmup(progress: float, warmup: float) -> bool:
+    """Whether the batch ending at ``progress`` epochs belongs to the projector warm-up (the first ``warmup``)."""
+    return warmup > 0 and progress <= warmup + 1e-9
 
 
 def kd_stop_epoch(epochs: int, close_mosaic: int, close_mosaic_off: bool) -> int:

@@ -32,7 +32,7 @@ from .config import KEYS, IKDConfig, default_settings
 from .frequency import SizeAwareFrequencyAug
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
-from .schedule import kd_scale, kd_stop_epoch
+from .schedule import in_projector_warmup, kd_scale, kd_stop_epoch
 from .teacher import check_teacher_data, check_teacher_student, load_teacher
 
 PREFIX = colorstr("IKD: ")
@@ -259,8 +259,9 @@ class IKDTrainer(DetectionTrainer):
         nb = max(1, len(self.train_loader))
         self._batch_i += 1
         progress = self.epoch + min(self._batch_i, nb) / nb
-        scale = kd_scale(progress, self.kd_epochs(), self.ikd.kd_warmup_epochs, self.ikd.kd_final_scale)
-        unwrap_model(self.model).kd_scale = scale
+        model = unwrap_model(self.model)
+        model.kd_scale = kd_scale(progress, self.kd_epochs(), self.ikd.kd_warmup_epochs, self.ikd.kd_final_scale)
+        model.projector_warmup = in_projector_warmup(progress, self.ikd.kd_warmup_epochs)
 
     def adversarial_epochs(self) -> int:
         """Number of epochs, from the first, during which the adversarial term is on."""

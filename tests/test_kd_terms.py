@@ -9,7 +9,7 @@ from ikd_yolo.config import IKDConfig
 from ikd_yolo.kd_losses import build_kd_module, pkd_loss
 from ikd_yolo.model import KD_TERMS
 from ikd_yolo.response_kd import bckd_loss, ld_loss
-from ikd_yolo.schedule import grad_norm, kd_scale, kd_stop_epoch
+from ikd_yolo.schedule import grad_norm, in_projector_warmup, kd_scale, kd_stop_epoch
 
 from . import helpers
 from .helpers import IKD_FAST, PICO, det_batch
@@ -142,6 +142,17 @@ def test_kd_off_skips_the_teacher_and_zeroes_every_term():
     assert calls and half[3:].tolist() == pytest.approx((full[3:] / 2).tolist(), rel=1e-4)
 
 
+def test_projector_warmup_trains_the_projector_and_not_the_student():
+    model = make_model(kd_balance=0.0)
+    model.projector_warmup = True
+    loss, items = model(batch())
+    assert items["dis_loss"].item() > 0 and all(items[c].item() == 0 for c in ("cls_kd", "dfl_kd", "adv_loss"))
+    loss[3].backward()  # the feature term alone (the cat passes zeros to the detection terms' graph)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.student_model.parameters())
+    assert model.kd_calibrated.item() == 1  # kd_balance=0: nothing to calibrate
+
+
 def test_kd_balance_sets_each_gradient_to_the_chosen_fraction_of_the_detection_gradient():
     model = make_model(kd_balance=0.25, kd_balance_batches=2)
     b = batch()
@@ -164,17 +175,19 @@ def test_kd_balance_sets_each_gradient_to_the_chosen_fraction_of_the_detection_g
 # --- schedule --------------------------------------------------------------------------------------------------------
 
 
-def test_schedule_ramps_in_decays_on_a_cosine_and_stops():
+def test_schedule_warms_the_projector_up_decays_on_a_cosine_and_stops():
     stop = kd_stop_epoch(epochs=25, close_mosaic=5, close_mosaic_off=True)
     assert stop == 20 and kd_stop_epoch(25, 5, False) == 25 and kd_stop_epoch(3, 10, True) == 3
     f = lambda e: kd_scale(e, stop=stop, warmup=1.0, final=0.1)  # noqa: E731
-    assert f(0.25) == pytest.approx(0.25) and f(0.5) == pytest.approx(0.5)  # linear ramp over the first epoch
-    assert f(1.0) == pytest.approx(1.0)
+    assert f(0.25) == 0.0 and f(1.0) == 0.0  # the first epoch: projector warm-up, nothing reaches the student
+    assert in_projector_warmup(0.25, 1.0) and in_projector_warmup(1.0, 1.0) and not in_projector_warmup(1.0625, 1.0)
+    assert f(1.0 + 1e-6) == pytest.approx(1.0, abs=1e-6)  # then the full scale, decaying on a cosine
     assert f(10.5) == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9)  # half way through the cosine
     assert f(20.0) == pytest.approx(0.1) and f(20.0 + 1 / 16) == 0.0 and f(24) == 0.0
-    values = [f(e / 16) for e in range(1, 20 * 16 + 1)]
-    assert all(0 < v <= 1 for v in values)
-    assert kd_scale(0.01, stop=10, warmup=0.0, final=0.1) == pytest.approx(1.0, abs=1e-4)  # no ramp
+    values = [f(e / 16) for e in range(17, 20 * 16 + 1)]
+    assert all(0.1 - 1e-9 <= v <= 1 for v in values) and values == sorted(values, reverse=True)
+    assert kd_scale(0.01, stop=10, warmup=0.0, final=0.1) == pytest.approx(1.0, abs=1e-4)  # no warm-up
+    assert not in_projector_warmup(0.01, 0.0)
 
 
 def test_trainer_warns_when_a_kd_term_dominates_and_logs_fixed_gains(shapes_data, teacher_pt, tmp_path):
