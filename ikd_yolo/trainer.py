@@ -304,7 +304,8 @@ class IKDTrainer(DetectionTrainer):
                     self._warned_terms.add(column)
                     LOGGER.warning(
                         f"{PREFIX}{column} {value:.3g} is {value / det:.1f}x the detection loss {det:.3g} in epoch "
-                        f"{self.epoch + 1}: distillation dominates training; lower its weight or set kd_balance=0.3"
+                        f"{self.epoch + 1}: distillation dominates training; "
+                        + ("lower kd_balance" if self.ikd.kd_balance > 0 else "lower its weight or set kd_balance=0.03")
                     )
         if model.adv_skipped:
             LOGGER.warning(f"{PREFIX}adversarial term skipped on {model.adv_skipped} batch(es): non-finite attack")
