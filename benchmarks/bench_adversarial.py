@@ -31,45 +31,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
+
 os.environ.setdefault("YOLO_OFFLINE", "1")
 METHODS = ("plain", "native", "ikd-1", "ikd-2", "ikd-5")
 
 
 def fixed_batch(imgsz: int, batch: int, device) -> dict:
-    """A batch of generated images with their labels, in Ultralytics' training-batch format."""
-    import cv2
-    import numpy as np
-    import torch
-
+    """A batch of ``batch`` generated images of ``imgsz`` px with their labels, on ``device``."""
     from ikd_yolo.demo.shapes import make_shapes_dataset
 
     root = Path(tempfile.mkdtemp(prefix="ikd_bench_adv_"))
-    data = make_shapes_dataset(root, n_train=batch, n_val=1, imgsz=imgsz, seed=0)
-    img_dir = data.parent / "images" / "train"
-    imgs, idx, cls, boxes = [], [], [], []
-    for i, f in enumerate(sorted(img_dir.glob("*.*"))):
-        im = cv2.imread(str(f))[..., ::-1]
-        imgs.append(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1))
-        lab = Path(str(f).replace("/images/", "/labels/")).with_suffix(".txt")
-        for line in lab.read_text().split("\n"):
-            if line.strip():
-                c, *b = map(float, line.split())
-                idx.append(i)
-                cls.append([c])
-                boxes.append(b)
-    return {
-        "img": torch.stack(imgs).float().div(255).to(device),
-        "batch_idx": torch.tensor(idx, dtype=torch.float32, device=device),
-        "cls": torch.tensor(cls, dtype=torch.float32, device=device),
-        "bboxes": torch.tensor(boxes, dtype=torch.float32, device=device),
-    }
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return common.fixed_batch(make_shapes_dataset(root, n_train=batch, n_val=1, imgsz=imgsz, seed=0), batch, device)
 
 
 def run_one(method: str, a) -> dict:
@@ -126,7 +99,7 @@ def run_one(method: str, a) -> dict:
     return {
         "method": method,
         "step_ms": 1000 * times[len(times) // 2],
-        "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_rss_mb(),
+        "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else common.peak_rss_mb(),
         "mem_kind": "cuda max_memory_allocated" if cuda else "process peak RSS",
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine(),
     }

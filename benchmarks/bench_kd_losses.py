@@ -29,8 +29,7 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import common  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,23 +47,6 @@ PAPER = {  # the papers' (authors' one-stage / RetinaNet) weights, before our re
     "mgd": {"kd_mgd_alpha": 2e-5, "kd_mgd_lambda": 0.65},
     "fgd": {"kd_fgd_temp": 0.5, "kd_fgd_alpha": 1e-3, "kd_fgd_beta": 5e-4, "kd_fgd_gamma": 5e-4, "kd_fgd_lambda": 5e-6},
 }
-
-
-def fixed_batch(data_yaml: Path, n: int = 16) -> dict:
-    """First ``n`` training images (BGR->RGB, 0..1) with their labels, as an Ultralytics batch."""
-    root = data_yaml.parent
-    imgs, idx, cls, boxes = [], [], [], []
-    for i, f in enumerate(sorted((root / "images" / "train").glob("*.png"))[:n]):
-        imgs.append(torch.from_numpy(cv2.imread(str(f))[..., ::-1].copy()).permute(2, 0, 1).float() / 255)
-        lines = (root / "labels" / "train" / f"{f.stem}.txt").read_text().split()
-        for c, x, y, w, h in np.array(lines, dtype=float).reshape(-1, 5):
-            idx.append(i), cls.append([c]), boxes.append([x, y, w, h])
-    return {
-        "img": torch.stack(imgs),
-        "batch_idx": torch.tensor(idx, dtype=torch.float32),
-        "cls": torch.tensor(cls, dtype=torch.float32).view(-1, 1),
-        "bboxes": torch.tensor(boxes, dtype=torch.float32).view(-1, 4),
-    }
 
 
 def build(kd_loss: str, **weights) -> IKDDistillationModel:
@@ -151,7 +133,7 @@ def main():
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_kd_"))
     data = make_shapes_dataset(work / "data", n_train=64, n_val=16, imgsz=128, seed=0)
-    batch = fixed_batch(data)
+    batch = common.fixed_batch(data)
     res = initial_and_timing(batch, a.steps)
     base = res["native"]["step_s"]
     print(f"\n1-2. fixed batch of 16 ({len(batch['cls'])} boxes), imgsz 128, {torch.get_num_threads()} CPU threads")

@@ -45,10 +45,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -57,11 +55,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
-
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / "cache" / "bench"
-RESULTS = ROOT / "benchmarks" / "results"
+from common import CACHE, RESULTS, ROOT, cache_key, machine, peak_memory_mb, shown, train_cached
+from report import ablation_table, markdown, tuning_table, update_benchmarks_md
 
 # The CPU scales use the embedded demo's data and its shipped teacher (yolov8n trained 150 epochs on exactly that
 # train split by make_demo_teacher.py); the val split is enlarged to 256 images (the same generator and seed give
@@ -145,47 +140,6 @@ def methods() -> dict[str, dict | None]:
     return out
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
-    return f"{cpu}, {os.cpu_count()} CPU cores, no GPU"
-
-
-def shown(path: str | Path) -> str:
-    """A path as the results show it: relative to the repository when inside it."""
-    return str(Path(path).relative_to(ROOT)) if Path(path).is_relative_to(ROOT) else str(path)
-
-
-def cache_key(*settings) -> str:
-    """Short hash of the settings that shape a cached artefact (a teacher, a pretrained student)."""
-    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def train_cached(scale: str, name: str, model: str, data: Path, device: str, **train_args) -> Path:
-    """Train ``model`` with plain Ultralytics into ``CACHE/scale/name`` unless its ``last.pt`` is already there."""
-    weights = CACHE / scale / name / "weights" / "last.pt"
-    if not weights.exists():
-        from ultralytics import YOLO
-
-        print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
-        YOLO(model).train(
-            data=str(data),
-            device=device,
-            project=str(CACHE / scale),
-            name=name,
-            exist_ok=True,
-            plots=False,
-            seed=0,
-            deterministic=False,
-            workers=min(8, os.cpu_count() or 1),
-            **train_args,
-        )
-    return weights
-
-
 def pretrain_student(scale: str, cfg: dict, device: str) -> str:
     """The student's initial weights: its yaml (from scratch), or weights pretrained once on a separate split."""
     init = cfg.get("student_init")
@@ -242,15 +196,6 @@ def prepare(scale: str, cfg: dict, device: str) -> tuple[Path, Path]:
         val=False,
     )
     return data, weights
-
-
-def peak_memory_mb(device: str) -> float:
-    import torch
-    from bench_adversarial import peak_rss_mb  # benchmarks/ is on sys.path: this file runs as a script
-
-    if device != "cpu" and torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return peak_rss_mb()
 
 
 def score(weights: str | Path, data: str | Path, imgsz: int, device: str, project: Path, name: str) -> dict:
@@ -362,131 +307,6 @@ def summarise(name: str, seeds: list[int], runs: list[dict], base: dict | None) 
     return entry
 
 
-def paired(entry: dict, ref: dict | None) -> tuple[list[float], float] | None:
-    """Per-seed differences ``entry - ref`` in mAP50-95 points over the seeds both have, and their mean."""
-    if ref is None or entry is ref:
-        return None
-    theirs = dict(zip(ref["seeds"], ref["map50_95_per_seed"], strict=True))
-    diffs = [
-        100 * (v - theirs[sd]) for sd, v in zip(entry["seeds"], entry["map50_95_per_seed"], strict=True) if sd in theirs
-    ]
-    return (diffs, statistics.fmean(diffs)) if diffs else None
-
-
-def markdown(scale: str, header: dict, entries: list[dict], teacher: dict) -> str:
-    init, init_scores = header.get("student_init"), header.get("student_init_scores")
-    start = "from scratch"
-    if init:
-        start = (
-            f"pretrained by the benchmark for {init['epochs']} epochs on {init['n_train']} other generated images "
-            f"(seed {init['seed']}; mAP50-95 {init_scores['map50_95']:.4f} on this val split before the runs below)"
-        )
-    by = {e["method"]: e for e in entries}
-    lines = [
-        f"Command: `{header['command']}`  ",
-        f"Machine: {header['machine']}; date {header['date']}; commit {header['commit']}; "
-        f"{header['wall_min']:.0f} min in all.  ",
-        f"Setup: student `{header['student']}` {start}, {header['epochs']} epochs, imgsz {header['imgsz']}, "
-        f"batch {header['batch']}; teacher `{header['teacher']}` (mAP50-95 {teacher['map50_95']:.4f}, "
-        f"AP S/M/L {teacher['ap_small']:.3f}/{teacher['ap_medium']:.3f}/{teacher['ap_large']:.3f}); "
-        f"data: {header['data']}.",
-        "",
-        "| method | seeds | mAP50-95 per seed | mean ± std | Δ vs baseline (per seed) | Δ vs native (per seed) "
-        "| mAP50 | AP small | AP medium | AP large | epoch time × | peak mem × |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def delta(e, ref):
-        d = paired(e, by.get(ref))
-        if d is None:
-            return "—"
-        per = ", ".join(f"{v:+.2f}" for v in d[0])
-        return f"**{d[1]:+.2f}** ({per})" if len(d[0]) > 1 else f"{d[1]:+.2f}"
-
-    for e in entries:
-        std = f" ± {e['map50_95_std']:.4f}" if len(e["seeds"]) > 1 else ""
-        lines.append(
-            f"| {e['method']} | {','.join(map(str, e['seeds']))} "
-            f"| {', '.join(f'{v:.4f}' for v in e['map50_95_per_seed'])} | {e['map50_95']:.4f}{std} "
-            f"| {delta(e, 'baseline')} | {delta(e, 'native')} "
-            f"| {e['map50']:.4f} | {e['ap_small']:.4f} | {e['ap_medium']:.4f} | {e['ap_large']:.4f} "
-            f"| {e.get('epoch_time_ratio', 1.0):.2f} | {e.get('peak_mem_ratio', 1.0):.2f} |"
-        )
-    lines.append("")
-    lines.append(
-        "Δ columns are mAP50-95 points (×100), paired by seed: the mean over the seeds both methods ran, then each"
-        " seed's difference. On the CPU a training repeats exactly for a given seed, so the differences at one seed"
-        " are paired. AP small is `nan` when the data holds no small objects."
-    )
-    return "\n".join(lines)
-
-
-def ablation_table(scale: str) -> str:
-    """Markdown table of every ``--set`` run of a scale (``results/<scale>-<tag>.json``) beside the scale's own run."""
-    from ikd_yolo.config import KEYS
-
-    ref = json.loads((RESULTS / f"{scale}.json").read_text())
-    by = {e["method"]: e for e in ref["methods"]}
-
-    def ref_mean(method: str, seeds: list[int]) -> float:
-        """The default run's mean of ``method`` over the same seeds (paired: CPU runs repeat exactly per seed)."""
-        per_seed = dict(zip(by[method]["seeds"], by[method]["map50_95_per_seed"], strict=True))
-        if not all(s in per_seed for s in seeds):  # a seed the default run lacks: compare with its overall mean
-            return by[method]["map50_95"]
-        return statistics.fmean(per_seed[s] for s in seeds)
-
-    lines = [
-        f"Reference: the `{scale}` run above (native {by['native']['map50_95']:.4f} "
-        f"± {by['native']['map50_95_std']:.4f},"
-        f" ikd {by['ikd']['map50_95']:.4f} ± {by['ikd']['map50_95_std']:.4f}). Each row changes one setting (`--set`):"
-        " an IKD key changes the IKD methods only (the baseline and native runs are reused), an Ultralytics train"
-        " argument such as `dis` changes every method, native included. Deltas are paired: against the default"
-        " run's mean over the same seeds.",
-        "",
-        "| setting | method | seeds | mAP50-95 (mean ± std) | Δ vs same method, defaults | Δ vs native (same setting) "
-        "| AP medium | AP large "
-        "| epoch time × | date | command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for f in sorted(RESULTS.glob(f"{scale}-*.json")):
-        run = json.loads(f.read_text())
-        changed = run.get("ikd_overrides", {})
-        setting = ", ".join(f"{k}={v}" for k, v in changed.items()) or f.stem
-        touches_native = any(k not in KEYS for k in changed)  # an Ultralytics key: native was retrained with it
-        for e in run["methods"]:
-            if e["method"] == "baseline" or e["method"] not in by or (e["method"] == "native" and not touches_native):
-                continue
-            native = next((n for n in run["methods"] if n["method"] == "native"), None) if touches_native else None
-            native_mean = native["map50_95"] if native else ref_mean("native", e["seeds"])
-            std = f" ± {e['map50_95_std']:.4f}" if len(e["seeds"]) > 1 else ""
-            lines.append(
-                f"| {setting} | {e['method']} | {','.join(map(str, e['seeds']))} | {e['map50_95']:.4f}{std} "
-                f"| {100 * (e['map50_95'] - ref_mean(e['method'], e['seeds'])):+.2f} "
-                f"| {100 * (e['map50_95'] - native_mean):+.2f} | {e['ap_medium']:.4f} "
-                f"| {e['ap_large']:.4f} | {e.get('epoch_time_ratio', float('nan')):.2f} | {run['date']} "
-                f"| `{run['command']}` |"
-            )
-    return "\n".join(lines)
-
-
-def update_benchmarks_md(scale: str, text: str) -> None:
-    """Put ``text`` between the ``<!-- scale -->`` markers of BENCHMARKS.md (appending a section if absent)."""
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = f"<!-- {scale} -->", f"<!-- /{scale} -->"
-    block = f"{start}\n{text}\n{end}"
-    if start in doc and end in doc:
-        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
-    else:
-        title = (
-            f"Ablations at scale `{scale[: -len('-ablations')]}`"
-            if scale.endswith("-ablations")
-            else f"Scale `{scale}`"
-        )
-        doc = doc.rstrip() + f"\n\n## {title}\n\n{block}\n"
-    path.write_text(doc)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=sorted(SCALES), default="quick")
@@ -503,12 +323,16 @@ def main() -> None:
     p.add_argument("--train-one", help=argparse.SUPPRESS)
     p.add_argument("--render", metavar="RESULTS_JSON", help="only rewrite BENCHMARKS.md's table from a results json")
     p.add_argument("--ablations", action="store_true", help="only write the table of this scale's --set runs")
+    p.add_argument("--tuning", action="store_true", help="only write the table of the sweeps in results/tuning")
     a = p.parse_args()
     if a.train_one:
         print("BENCH_RESULT " + json.dumps(train_one(json.loads(a.train_one))), flush=True)
         return
     if a.ablations:
         update_benchmarks_md(f"{a.scale}-ablations", ablation_table(a.scale))
+        return
+    if a.tuning:
+        update_benchmarks_md(f"{a.scale}-tuning", tuning_table())
         return
     if a.render:  # e.g. a GPU run made on another machine
         out = json.loads(Path(a.render).read_text())

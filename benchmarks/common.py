@@ -1,0 +1,88 @@
+"""What the benchmark scripts share: paths, the machine's name, peak memory, a fixed batch of generated images,
+and cached plain-Ultralytics trainings (teachers, pretrained students)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / "cache" / "bench"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
+    return f"{cpu}, {os.cpu_count()} CPU cores, no GPU"
+
+
+def shown(path: str | Path) -> str:
+    """A path as the results show it: relative to the repository when inside it."""
+    return str(Path(path).relative_to(ROOT)) if Path(path).is_relative_to(ROOT) else str(path)
+
+
+def cache_key(*settings) -> str:
+    """Short hash of the settings that shape a cached artefact (a teacher, a pretrained student, the defaults)."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process (Linux), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak CUDA memory allocated on a GPU run, else the peak resident set."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb()
+
+
+def fixed_batch(data_yaml: Path, n: int = 16, device="cpu") -> dict:
+    """The first ``n`` training images of a generated dataset (RGB, 0..1) with their labels, as an Ultralytics
+    training batch."""
+    import cv2
+    import numpy as np
+    import torch
+
+    root = Path(data_yaml).parent
+    imgs, idx, cls, boxes = [], [], [], []
+    for i, f in enumerate(sorted((root / "images" / "train").glob("*.png"))[:n]):
+        imgs.append(torch.from_numpy(cv2.imread(str(f))[..., ::-1].copy()).permute(2, 0, 1).float() / 255)
+        lines = (root / "labels" / "train" / f"{f.stem}.txt").read_text().split()
+        for c, x, y, w, h in np.array(lines, dtype=float).reshape(-1, 5):
+            idx.append(i), cls.append([c]), boxes.append([x, y, w, h])
+    return {
+        "img": torch.stack(imgs).to(device),
+        "batch_idx": torch.tensor(idx, dtype=torch.float32, device=device),
+        "cls": torch.tensor(cls, dtype=torch.float32, device=device).view(-1, 1),
+        "bboxes": torch.tensor(boxes, dtype=torch.float32, device=device).view(-1, 4),
+    }
+
+
+def train_cached(scale: str, name: str, model: str, data: Path, device: str, **train_args) -> Path:
+    """Train ``model`` with plain Ultralytics into ``CACHE/scale/name`` unless its ``last.pt`` is already there."""
+    weights = CACHE / scale / name / "weights" / "last.pt"
+    if not weights.exists():
+        from ultralytics import YOLO
+
+        print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
+        YOLO(model).train(
+            data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False,
+            seed=0, deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args,
+        )  # fmt: skip
+    return weights
