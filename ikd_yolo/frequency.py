@@ -168,3 +168,51 @@ class SizeAwareFrequencyAug(DualTransform):
         self.branch_counts.zero_()
         total = int(counts.sum())
         return {b: (int(c) / total if total else 0.0) for b, c in zip(BRANCHES, counts, strict=True)}
+
+
+# --- wiring into Ultralytics' pipeline ----------------------------------------------------------------------
+
+
+def frequency_augmentations(current: list | None, ikd) -> list:
+    """Ultralytics' albumentations list with IKD's frequency transform appended (as ``A.to_dict`` dicts).
+
+    ``ikd`` is the run's :class:`~ikd_yolo.config.IKDConfig`; ``current`` is ``args.augmentations``: None means
+    Ultralytics' default list, which is taken from Ultralytics itself so that it stays whatever the installed
+    version uses. An IKD transform already in the list (a resumed or
+    multi-GPU-rebuilt run) is replaced, so the transform is never applied twice.
+    """
+    import albumentations as A
+    from ultralytics.data.augment import Albumentations
+
+    if current is None:
+        current = list(Albumentations(p=1.0).transform.transforms)
+    name = SizeAwareFrequencyAug.get_class_fullname()
+    kept = [t if isinstance(t, dict) else A.to_dict(t) for t in current]
+    kept = [t for t in kept if t.get("transform", {}).get("__class_fullname__") != name]
+    if ikd.freq_aug:
+        kept.append(
+            A.to_dict(
+                SizeAwareFrequencyAug(
+                    small_object_area=ikd.freq_small_area,
+                    noise_p=ikd.freq_noise_p,
+                    noise_sigma=ikd.freq_noise_sigma,
+                    crop_p=ikd.freq_crop_p,
+                    crop_min_side=ikd.freq_crop_min_side,
+                )
+            )
+        )
+    return kept
+
+
+def epoch_branch_fractions(dataset) -> dict[str, float] | None:
+    """The fraction of training samples per branch since the last call (the transform's counters, shared with the
+    dataloader workers, are reset), or None when the dataset's pipeline holds no frequency transform."""
+    stack = [dataset.transforms]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, SizeAwareFrequencyAug):
+            return t.pop_branch_fractions()
+        stack.extend(getattr(t, "transforms", []) or [])
+        if getattr(t, "transform", None) is not None:
+            stack.append(t.transform)
+    return None

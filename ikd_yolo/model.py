@@ -125,6 +125,23 @@ class IKDDistillationModel(DistillationModel):
         state["_balance"] = None
         return state
 
+    # --- the trainer's interface: one call per batch, two per epoch ---------------------------------------------
+
+    def set_iteration(self, kd_scale: float, projector_warmup: bool) -> None:
+        """Where the coming batch sits in the KD schedule (:mod:`ikd_yolo.schedule`)."""
+        self.kd_scale, self.projector_warmup = float(kd_scale), bool(projector_warmup)
+
+    def start_epoch(self, adv_active: bool) -> None:
+        """Whether the adversarial term acts in the coming epoch."""
+        self.adv_active = bool(adv_active)
+
+    def pop_epoch_stats(self) -> dict:
+        """What the epoch did: ``adv_skipped`` (batches whose attack failed; reset here) and ``gains`` (per-term
+        gains by loss column once calibrated, else None)."""
+        skipped, self.adv_skipped = self.adv_skipped, 0
+        gains = {KD_TERMS[k]: v for k, v in self.gains().items()} if self.kd_calibrated.item() > 0.5 else None
+        return {"adv_skipped": skipped, "gains": gains}
+
     def gains(self) -> dict[str, float]:
         """The per-term gains as a dict (``dis``, ``cls``, ``dfl``, ``adv``)."""
         return {k: float(v) for k, v in zip(KD_TERMS, self.kd_gain.tolist(), strict=True)}

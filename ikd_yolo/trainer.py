@@ -1,6 +1,7 @@
-"""IKDTrainer: Ultralytics' DetectionTrainer wired for Inconsistent Knowledge Distillation.
+"""IKDTrainer: Ultralytics' DetectionTrainer running the distillation recipe and IKD.
 
-Wiring only; each IKD mechanism lives in its own module:
+The class reads top-down as the recipe: construction (inputs checked before any folder exists), the model, then
+what happens at each epoch and batch. Each mechanism lives in its own module:
 
 - settings (:mod:`ikd_yolo.config`) ride along as extra keys of ``self.args`` so that Ultralytics' multi-GPU
   launcher, which rebuilds the trainer from ``vars(args)`` in new processes, and ``resume`` both carry them;
@@ -9,15 +10,21 @@ Wiring only; each IKD mechanism lives in its own module:
 - the frequency augmentation (:mod:`ikd_yolo.frequency`) is appended to Ultralytics' albumentations list
   (``args.augmentations``), which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic``;
 - the model is :class:`ikd_yolo.model.IKDDistillationModel`, also when resuming (Ultralytics would rebuild its base
-  class there and silently drop the IKD loss).
+  class there and silently drop the IKD loss); the trainer drives it through its per-batch ``set_iteration``,
+  per-epoch ``start_epoch`` and ``pop_epoch_stats``;
+- the schedule and the weight calibration are :mod:`ikd_yolo.schedule`.
+
+The few overrides of Ultralytics' private methods sit together at the end of the class.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from ultralytics.cfg import cfg2dict, get_cfg, get_save_dir
@@ -29,56 +36,13 @@ from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .config import KEYS, IKDConfig, default_settings
-from .frequency import SizeAwareFrequencyAug
+from .frequency import epoch_branch_fractions, frequency_augmentations
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
 from .schedule import in_projector_warmup, kd_scale, kd_stop_epoch
 from .teacher import check_teacher_data, check_teacher_student, load_teacher
 
 PREFIX = colorstr("IKD: ")
-
-
-def frequency_augmentations(current: list | None, ikd: IKDConfig) -> list:
-    """Ultralytics' albumentations list with IKD's frequency transform appended (as ``A.to_dict`` dicts).
-
-    ``current`` is ``args.augmentations``: None means Ultralytics' default list, which is taken from Ultralytics
-    itself so that it stays whatever the installed version uses. An IKD transform already in the list (a resumed or
-    multi-GPU-rebuilt run) is replaced, so the transform is never applied twice.
-    """
-    import albumentations as A
-    from ultralytics.data.augment import Albumentations
-
-    if current is None:
-        current = list(Albumentations(p=1.0).transform.transforms)
-    name = SizeAwareFrequencyAug.get_class_fullname()
-    kept = [t if isinstance(t, dict) else A.to_dict(t) for t in current]
-    kept = [t for t in kept if t.get("transform", {}).get("__class_fullname__") != name]
-    if ikd.freq_aug:
-        kept.append(
-            A.to_dict(
-                SizeAwareFrequencyAug(
-                    small_object_area=ikd.freq_small_area,
-                    noise_p=ikd.freq_noise_p,
-                    noise_sigma=ikd.freq_noise_sigma,
-                    crop_p=ikd.freq_crop_p,
-                    crop_min_side=ikd.freq_crop_min_side,
-                )
-            )
-        )
-    return kept
-
-
-def find_frequency_aug(dataset) -> SizeAwareFrequencyAug | None:
-    """The frequency transform inside a YOLODataset's transform pipeline, if any."""
-    stack = [dataset.transforms]
-    while stack:
-        t = stack.pop()
-        if isinstance(t, SizeAwareFrequencyAug):
-            return t
-        stack.extend(getattr(t, "transforms", []) or [])
-        if getattr(t, "transform", None) is not None:
-            stack.append(t.transform)
-    return None
 
 
 def new_run_dir(cfg: dict, overrides: dict) -> bool:
@@ -138,60 +102,6 @@ class IKDTrainer(DetectionTrainer):
                 + ", ".join(f"{k}={v}" for k, v in self.ikd.to_dict().items())
             )
 
-    def train(self):
-        """Ultralytics' training; a run that fails before its first epoch is saved leaves no run folder behind."""
-        try:
-            return super().train()
-        except BaseException:
-            self.discard_unstarted_run()
-            raise
-
-    def discard_unstarted_run(self) -> None:
-        """Remove this run's folder if this run created it and it holds no result yet (no results.csv, no .pt)."""
-        d = getattr(self, "save_dir", None)
-        if RANK not in {-1, 0} or not self._new_dir or d is None or not Path(d).is_dir():
-            return
-        if (Path(d) / "results.csv").exists() or any(Path(d).rglob("*.pt")):
-            return
-        shutil.rmtree(d, ignore_errors=True)
-
-    def _setup_train(self):
-        """Ultralytics' set-up, with its one log line per frozen teacher tensor folded into one line."""
-        dropped = []
-
-        def fold(record) -> bool:
-            if str(record.msg).startswith("Freezing layer 'teacher_model."):
-                dropped.append(record)
-                return False
-            return True
-
-        LOGGER.addFilter(fold)
-        try:
-            super()._setup_train()
-        finally:
-            LOGGER.removeFilter(fold)
-        if dropped and RANK in {-1, 0}:
-            LOGGER.info(f"{PREFIX}teacher frozen ({len(dropped)} parameter tensors)")
-
-    def _setup_ddp(self):
-        """Ultralytics' DDP set-up, also for an external ``torchrun`` whose processes per node differ from ``device``.
-
-        Ultralytics picks this process's GPU as ``device.split(",")[LOCAL_RANK]``. Under ``torchrun
-        --nproc_per_node N`` with a ``device`` list that does not hold N GPUs (``device=0``, or none), that fails or
-        puts every process on one GPU: such a run uses GPUs ``0..N-1`` of each node instead, and says so.
-        """
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", 0))
-        prefix, _, ids = self.args.device.rpartition(":")
-        if local and len([d for d in ids.split(",") if d.strip()]) != local:
-            device = (f"{prefix}:" if prefix else "") + ",".join(str(i) for i in range(local))
-            if RANK in {-1, 0}:
-                LOGGER.warning(
-                    f"{PREFIX}device={self.args.device} does not list {local} devices for the {local} "
-                    f"processes per node: using device={device} on each node"
-                )
-            self.args.device = device
-        super()._setup_ddp()
-
     def setup_model(self):
         """Build (or, on resume, rebuild) the IKD wrapper around the student, after checking it against the teacher."""
         ckpt = super().setup_model()
@@ -214,6 +124,166 @@ class IKDTrainer(DetectionTrainer):
             self.model.load_state_dict({k: v for k, v in saved.items()}, strict=False)
         return ckpt
 
+    # ---- the recipe: what happens at each epoch and batch, driven from Ultralytics' callback events ------------------
+
+    def run_callbacks(self, event: str):
+        """Drive the IKD schedule and logging at epoch boundaries, then run the user's callbacks.
+
+        Done here rather than by registering callbacks: registered callbacks are pickled into multi-GPU workers
+        bound to this process's trainer.
+        """
+        if event == "on_train_epoch_start":
+            self._on_epoch_start()
+        elif event == "on_train_batch_start":
+            self._on_batch_start()
+        elif event == "on_train_epoch_end":
+            self._on_epoch_end()
+        super().run_callbacks(event)
+
+    def kd_epochs(self) -> int:
+        """Number of epochs, from the first, in which the KD terms act (all but the close_mosaic ones by default)."""
+        return kd_stop_epoch(self.epochs, self.args.close_mosaic, self.ikd.kd_close_mosaic_off)
+
+    def adversarial_epochs(self) -> int:
+        """Number of epochs, from the first, during which the adversarial term is on."""
+        return round(self.ikd.adv_epochs * self.epochs) if self.ikd.adv_aug else 0
+
+    def _on_epoch_start(self) -> None:
+        """Switch the adversarial term for this epoch (on for the first ``adversarial_epochs()``)."""
+        self._batch_i = 0
+        model = unwrap_model(self.model)
+        active = self.epoch < self.adversarial_epochs()
+        changed = active != model.adv_active or self.epoch == self.start_epoch
+        if RANK in {-1, 0} and self.ikd.adv_aug and changed:
+            LOGGER.info(f"{PREFIX}adversarial feature term {'on' if active else 'off'} from epoch {self.epoch + 1}")
+        model.start_epoch(adv_active=active)
+
+    def _on_batch_start(self) -> None:
+        """Tell the model where this batch sits in the KD schedule (projector warm-up, cosine scale, off)."""
+        nb = max(1, len(self.train_loader))
+        self._batch_i += 1
+        progress = self.epoch + min(self._batch_i, nb) / nb
+        scale = kd_scale(progress, self.kd_epochs(), self.ikd.kd_warmup_epochs, self.ikd.kd_final_scale)
+        unwrap_model(self.model).set_iteration(scale, in_projector_warmup(progress, self.ikd.kd_warmup_epochs))
+
+    def _on_epoch_end(self) -> None:
+        """Log the epoch's augmentation branches, the calibrated gains (once), dominance warnings, skipped attacks."""
+        if RANK not in {-1, 0}:
+            return
+        fractions = epoch_branch_fractions(self.train_loader.dataset)
+        if fractions is not None:
+            self.freq_fractions = fractions
+            LOGGER.info(
+                f"{PREFIX}frequency augmentation this epoch: "
+                + ", ".join(f"{k} {v:.1%}" for k, v in self.freq_fractions.items())
+            )
+        stats = unwrap_model(self.model).pop_epoch_stats()
+        if not self._gains_logged and stats["gains"] is not None:
+            self._gains_logged = True
+            gains = stats["gains"]
+            if self.ikd.kd_balance > 0:
+                LOGGER.info(
+                    f"{PREFIX}kd_balance={self.ikd.kd_balance} calibrated gains: "
+                    + ", ".join(f"{k} x{v:.4g}" for k, v in gains.items())
+                )
+            ikd_yaml = {**self.ikd.to_dict(), "kd_gains": gains}
+            (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(ikd_yaml, sort_keys=False))
+        if self.epoch >= 1 and self.tloss:
+            det = sum(float(self.tloss[k]) for k in ("box_loss", "cls_loss", "dfl_loss") if k in self.tloss)
+            for column in KD_TERMS.values():
+                value = float(self.tloss.get(column, 0.0))
+                if column not in self._warned_terms and det > 0 and value > 2 * det:
+                    self._warned_terms.add(column)
+                    LOGGER.warning(
+                        f"{PREFIX}{column} {value:.3g} is {value / det:.1f}x the detection loss {det:.3g} in epoch "
+                        f"{self.epoch + 1}: distillation dominates training; "
+                        + ("lower kd_balance" if self.ikd.kd_balance > 0 else "lower its weight or set kd_balance=0.03")
+                    )
+        if stats["adv_skipped"]:
+            LOGGER.warning(f"{PREFIX}adversarial term skipped on {stats['adv_skipped']} batch(es): non-finite attack")
+
+    def save_metrics(self, metrics: dict):
+        """Add the frequency-augmentation branch fractions of the epoch to results.csv."""
+        if self.ikd.freq_aug:
+            metrics = {**metrics, **{f"freq/{k}": self.freq_fractions.get(k, 0.0) for k in ("noise", "crop")}}
+        super().save_metrics(metrics)
+
+    # ---- run folders: a run that fails before its first epoch leaves none behind -------------------------------------
+
+    def train(self):
+        """Ultralytics' training; a run that fails before its first epoch is saved leaves no run folder behind."""
+        try:
+            return super().train()
+        except BaseException:
+            self.discard_unstarted_run()
+            raise
+
+    def discard_unstarted_run(self) -> None:
+        """Remove this run's folder if this run created it and it holds no result yet (no results.csv, no .pt)."""
+        d = getattr(self, "save_dir", None)
+        if RANK not in {-1, 0} or not self._new_dir or d is None or not Path(d).is_dir():
+            return
+        if (Path(d) / "results.csv").exists() or any(Path(d).rglob("*.pt")):
+            return
+        shutil.rmtree(d, ignore_errors=True)
+
+    # ---- overrides of Ultralytics internals (private methods, hence the pin ultralytics>=8.4.190,<8.5) ---------------
+
+    def _setup_train(self):
+        """Ultralytics' set-up, with its one log line per frozen teacher tensor folded into one line."""
+        dropped = []
+
+        def fold(record) -> bool:
+            if str(record.msg).startswith("Freezing layer 'teacher_model."):
+                dropped.append(record)
+                return False
+            return True
+
+        LOGGER.addFilter(fold)
+        try:
+            super()._setup_train()
+        finally:
+            LOGGER.removeFilter(fold)
+        if dropped and RANK in {-1, 0}:
+            LOGGER.info(f"{PREFIX}teacher frozen ({len(dropped)} parameter tensors)")
+
+    def resume_training(self, ckpt):
+        """Ultralytics' resume, with the data pipeline's random streams moved on to the resumed epoch.
+
+        Ultralytics seeds the dataloader (and its workers) the same way in every process, so a run resumed at epoch
+        k would replay epoch 1's augmentations (mosaic, affine, the frequency branches). The streams are reseeded
+        from the seed and the resumed epoch instead, and the loader restarted.
+        """
+        super().resume_training(ckpt)
+        if self.start_epoch > 0 and getattr(self, "train_loader", None) is not None:
+            seed = (self.args.seed + 1 + max(RANK, 0) + 1_000_003 * self.start_epoch) % 2**32
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            if getattr(self.train_loader, "generator", None) is not None:
+                self.train_loader.generator.manual_seed(seed)
+            if hasattr(self.train_loader, "reset"):
+                self.train_loader.reset()
+
+    def _setup_ddp(self):
+        """Ultralytics' DDP set-up, also for an external ``torchrun`` whose processes per node differ from ``device``.
+
+        Ultralytics picks this process's GPU as ``device.split(",")[LOCAL_RANK]``. Under ``torchrun
+        --nproc_per_node N`` with a ``device`` list that does not hold N GPUs (``device=0``, or none), that fails or
+        puts every process on one GPU: such a run uses GPUs ``0..N-1`` of each node instead, and says so.
+        """
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", 0))
+        prefix, _, ids = self.args.device.rpartition(":")
+        if local and len([d for d in ids.split(",") if d.strip()]) != local:
+            device = (f"{prefix}:" if prefix else "") + ",".join(str(i) for i in range(local))
+            if RANK in {-1, 0}:
+                LOGGER.warning(
+                    f"{PREFIX}device={self.args.device} does not list {local} devices for the {local} "
+                    f"processes per node: using device={device} on each node"
+                )
+            self.args.device = device
+        super()._setup_ddp()
+
     def _handle_nan_recovery(self, epoch):
         """Ultralytics' recovery from a NaN/Inf epoch, plus the kd_loss module it does not know about.
 
@@ -235,84 +305,3 @@ class IKDTrainer(DetectionTrainer):
             return super().get_validator()
         finally:
             self.args = args
-
-    def run_callbacks(self, event: str):
-        """Drive the IKD schedule and logging at epoch boundaries, then run the user's callbacks.
-
-        Done here rather than by registering callbacks: registered callbacks are pickled into multi-GPU workers
-        bound to this process's trainer.
-        """
-        if event == "on_train_epoch_start":
-            self._batch_i = 0
-            self._set_adversarial_phase()
-        elif event == "on_train_batch_start":
-            self._set_kd_scale()
-        elif event == "on_train_epoch_end":
-            self._log_epoch()
-        super().run_callbacks(event)
-
-    def kd_epochs(self) -> int:
-        """Number of epochs, from the first, in which the KD terms act (all but the close_mosaic ones by default)."""
-        return kd_stop_epoch(self.epochs, self.args.close_mosaic, self.ikd.kd_close_mosaic_off)
-
-    def _set_kd_scale(self) -> None:
-        nb = max(1, len(self.train_loader))
-        self._batch_i += 1
-        progress = self.epoch + min(self._batch_i, nb) / nb
-        model = unwrap_model(self.model)
-        model.kd_scale = kd_scale(progress, self.kd_epochs(), self.ikd.kd_warmup_epochs, self.ikd.kd_final_scale)
-        model.projector_warmup = in_projector_warmup(progress, self.ikd.kd_warmup_epochs)
-
-    def adversarial_epochs(self) -> int:
-        """Number of epochs, from the first, during which the adversarial term is on."""
-        return round(self.ikd.adv_epochs * self.epochs) if self.ikd.adv_aug else 0
-
-    def _set_adversarial_phase(self) -> None:
-        model = unwrap_model(self.model)
-        active = self.epoch < self.adversarial_epochs()
-        changed = active != model.adv_active or self.epoch == self.start_epoch
-        if RANK in {-1, 0} and self.ikd.adv_aug and changed:
-            LOGGER.info(f"{PREFIX}adversarial feature term {'on' if active else 'off'} from epoch {self.epoch + 1}")
-        model.adv_active = active
-
-    def _log_epoch(self) -> None:
-        if RANK not in {-1, 0}:
-            return
-        aug = find_frequency_aug(self.train_loader.dataset)
-        if aug is not None:
-            self.freq_fractions = aug.pop_branch_fractions()
-            LOGGER.info(
-                f"{PREFIX}frequency augmentation this epoch: "
-                + ", ".join(f"{k} {v:.1%}" for k, v in self.freq_fractions.items())
-            )
-        model = unwrap_model(self.model)
-        if not self._gains_logged and model.kd_calibrated.item() > 0.5:
-            self._gains_logged = True
-            gains = model.gains()
-            if self.ikd.kd_balance > 0:
-                LOGGER.info(
-                    f"{PREFIX}kd_balance={self.ikd.kd_balance} calibrated gains: "
-                    + ", ".join(f"{KD_TERMS[k]} x{v:.4g}" for k, v in gains.items())
-                )
-            ikd_yaml = {**self.ikd.to_dict(), "kd_gains": {KD_TERMS[k]: v for k, v in gains.items()}}
-            (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(ikd_yaml, sort_keys=False))
-        if self.epoch >= 1 and self.tloss:
-            det = sum(float(self.tloss[k]) for k in ("box_loss", "cls_loss", "dfl_loss") if k in self.tloss)
-            for column in KD_TERMS.values():
-                value = float(self.tloss.get(column, 0.0))
-                if column not in self._warned_terms and det > 0 and value > 2 * det:
-                    self._warned_terms.add(column)
-                    LOGGER.warning(
-                        f"{PREFIX}{column} {value:.3g} is {value / det:.1f}x the detection loss {det:.3g} in epoch "
-                        f"{self.epoch + 1}: distillation dominates training; "
-                        + ("lower kd_balance" if self.ikd.kd_balance > 0 else "lower its weight or set kd_balance=0.03")
-                    )
-        if model.adv_skipped:
-            LOGGER.warning(f"{PREFIX}adversarial term skipped on {model.adv_skipped} batch(es): non-finite attack")
-            model.adv_skipped = 0
-
-    def save_metrics(self, metrics: dict):
-        """Add the frequency-augmentation branch fractions of the epoch to results.csv."""
-        if self.ikd.freq_aug:
-            metrics = {**metrics, **{f"freq/{k}": self.freq_fractions.get(k, 0.0) for k in ("noise", "crop")}}
-        super().save_metrics(metrics)
