@@ -17,7 +17,7 @@ from pathlib import Path
 from ultralytics.cfg import parse_key_value_pair
 from ultralytics.utils import DEFAULT_CFG_DICT, RANK
 
-from .config import KEYS, default_settings, settings_help
+from .config import ALIASES, KEYS, default_settings, settings_help
 from .errors import UserError, user_message
 
 USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.yaml|.pt [key=value ...]
@@ -44,7 +44,7 @@ def parse_args(argv: list[str], known=None, command: str = "run.py") -> dict:
     ``known``: the accepted keys (default: Ultralytics' train arguments, the IKD settings and run.py's own keys).
     """
     overrides = {}
-    known = set(known) if known is not None else set(DEFAULT_CFG_DICT) | set(KEYS) | set(EXTRA_KEYS)
+    known = set(known) if known is not None else set(DEFAULT_CFG_DICT) | set(KEYS) | set(ALIASES) | set(EXTRA_KEYS)
     helps = "python run.py --help" if command == "run.py" else f"python run.py {command} --help"
     for token in argv:
         if "=" not in token or token.startswith("="):

@@ -12,6 +12,7 @@ setting's choices export them (:data:`ikd_yolo.kd_losses.KD_LOSSES`, :data:`ikd_
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, make_dataclass
 from importlib import resources
@@ -180,7 +181,9 @@ SETTINGS: dict[str, Setting] = {
     "adv_loss": _s("mse", "adversarial feature loss", _ADV, choices=FEATURE_LOSSES),
     "adv_cwd_tau": _s(1.0, "temperature of the cwd adversarial loss", _ADV, low=1e-3, high=100.0),
     "adv_eps": _s(8.0, "L-inf bound of the perturbation, in pixel levels of 255", _ADV, low=0.0, high=255.0),
-    "adv_step": _s(2.0, "step size per attack iteration, in pixel levels of 255", _ADV, low=0.0, high=255.0),
+    "adv_step_size": _s(
+        2.0, "step size per attack iteration, in pixel levels of 255 (was adv_step)", _ADV, low=0.0, high=255.0
+    ),
     "adv_steps": _s(2, "MI-DI-FGSM iterations per batch (reference: 5)", _ADV, low=0, high=100),
     "adv_decay": _s(1.0, "momentum decay of MI-FGSM", _ADV, low=0.0, high=10.0),
     "adv_di_prob": _s(
@@ -198,6 +201,25 @@ SETTINGS: dict[str, Setting] = {
 }
 
 KEYS: tuple[str, ...] = tuple(SETTINGS)
+
+# Old names still accepted, with a deprecation warning: {old: new}
+ALIASES: dict[str, str] = {"adv_step": "adv_step_size"}  # one letter away from adv_steps
+
+
+def resolve_aliases(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """``mapping`` with deprecated keys renamed (a warning for each); refuses an old and a new key that disagree."""
+    out = dict(mapping)
+    for old, new in ALIASES.items():
+        if old in out:
+            value = out.pop(old)
+            if new in mapping and mapping[new] != value:
+                raise IKDSettingError(f"'{old}={value}' and '{new}={mapping[new]}' disagree: pass only {new}=")
+            out[new] = value
+            warnings.warn(f"IKD setting '{old}' is deprecated: use '{new}={value}'", DeprecationWarning, stacklevel=3)
+            from ultralytics.utils import LOGGER
+
+            LOGGER.warning(f"IKD setting '{old}' is deprecated and will be removed: use {new}={value}")
+    return out
 
 
 def cfg_file(name: str) -> Path:
@@ -286,6 +308,7 @@ class _ConfigMethods:
         """Defaults updated with the IKD keys found in ``mapping`` (other keys are ignored), validated."""
         values = default_settings()
         if mapping:
+            mapping = resolve_aliases(mapping)
             values.update({k: v for k, v in mapping.items() if k in values})
         return cls(**{k: _check(k, v) for k, v in values.items()})
 

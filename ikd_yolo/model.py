@@ -268,7 +268,7 @@ class IKDDistillationModel(DistillationModel):
                 lambda x, scale: teacher_loss(x, part, scale) * ATTACK_LOSS_SCALE,
                 part["img"].detach(),
                 eps=self.ikd.adv_eps / 255,
-                step=self.ikd.adv_step / 255,
+                step=self.ikd.adv_step_size / 255,
                 steps=self.ikd.adv_steps,
                 decay=self.ikd.adv_decay,
                 di_prob=self.ikd.adv_di_prob,

@@ -15,14 +15,14 @@ from ultralytics.nn.tasks import DetectionModel, load_checkpoint, yaml_model_loa
 from ultralytics.utils import ONLINE
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
-from .config import IKDConfig
+from .config import IKDConfig, resolve_aliases
 from .errors import UserError
 from .teacher import TeacherError, check_teacher_data, check_teacher_student, load_teacher
 
 
 def normalize_overrides(overrides: dict | None) -> dict:
     """Map the ``teacher=`` alias onto Ultralytics' ``distill_model`` key (refusing two different teachers)."""
-    overrides = dict(overrides or {})
+    overrides = resolve_aliases(overrides or {})
     teacher = overrides.pop("teacher", None)
     if teacher is not None:
         other = overrides.get("distill_model")

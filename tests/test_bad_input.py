@@ -62,6 +62,7 @@ def test_bad_input_gets_one_line_and_exit_2(case, shapes_data, bad_data, tmp_pat
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_exit_code_and_debug_switch_in_a_real_process(tmp_path):
     cmd = [sys.executable, str(ROOT / "run.py"), "data=nowhere.yaml", T, "model=yolov8n.yaml"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -86,6 +87,7 @@ def test_resume_true_without_any_run_says_so(tmp_path, monkeypatch, capfd):
     assert "found no last.pt" in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_imgsz_is_rounded_to_the_stride_before_the_wrapper_probes_it(shapes_data, tmp_path):
     """imgsz=50 trains (at 64, as plain Ultralytics distillation does) instead of crashing in setup_model."""
     argv = [

@@ -76,3 +76,14 @@ def test_help_lists_every_ikd_key_with_its_default(capsys):
 def test_cli_rejects_tokens_that_are_not_key_value(capsys):
     assert main(["data", "x.yaml"]) == 2
     assert "not key=value" in capsys.readouterr().err
+
+
+def test_renamed_key_is_still_accepted_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="adv_step_size=3"):
+        cfg = IKDConfig.from_mapping({"adv_step": 3})
+    assert cfg.adv_step_size == 3.0 and "adv_step" not in cfg.to_dict()
+    with pytest.raises(IKDSettingError, match="disagree"):
+        IKDConfig.from_mapping({"adv_step": 3, "adv_step_size": 4})
+    from ikd_yolo.cli import parse_args
+
+    assert parse_args(["adv_step=3"]) == {"adv_step": 3}  # the CLI accepts it; the trainer renames it

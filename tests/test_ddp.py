@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.slow  # every test here trains end to end or starts processes
 
 
 def free_port() -> int:

@@ -201,6 +201,7 @@ def test_kd_module_state_round_trips_through_the_wrapper():
 # --- end to end ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cwd", "mgd"])
 def test_trains_one_epoch(name, shapes_data, teacher_pt, tmp_path):
     trainer = IKDTrainer(
@@ -223,6 +224,7 @@ def test_trains_one_epoch(name, shapes_data, teacher_pt, tmp_path):
     assert len(rows) == 1 and math.isfinite(rows[0]["train/dis_loss"]) and rows[0]["train/dis_loss"] > 0
 
 
+@pytest.mark.slow
 def test_fgd_trains_and_resume_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
     """A real resume=True: the rebuilt wrapper's kd_module holds last.pt's EMA weights before training goes on."""
     overrides = dict(

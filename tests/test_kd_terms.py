@@ -190,6 +190,7 @@ def test_schedule_warms_the_projector_up_decays_on_a_cosine_and_stops():
     assert not in_projector_warmup(0.01, 0.0)
 
 
+@pytest.mark.slow
 def test_trainer_warns_when_a_kd_term_dominates_and_logs_fixed_gains(shapes_data, teacher_pt, tmp_path):
     """kd_balance=0 with an oversized weight: after epoch 1 the trainer says which term dominates and by how much."""
     import logging

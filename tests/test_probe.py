@@ -126,6 +126,7 @@ def test_recommendation_rules():
     assert "noise branch: SUPPORTED" in recommend(single, 0.0025, 0.09)[0]  # high-pass 60% vs low-pass 10%
 
 
+@pytest.mark.slow
 def test_probe_end_to_end(shapes_data, teacher_pt, tmp_path, monkeypatch, capsys):
     from ikd_yolo.cli import main
 

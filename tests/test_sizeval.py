@@ -101,6 +101,7 @@ def test_ground_truth_from_yolo_labels(tmp_path):
         coco_ground_truth([files[0], tmp_path / "other" / "images" / "0042.png"])
 
 
+@pytest.mark.slow
 def test_evaluate_real_model(teacher_pt, shapes_data, tmp_path, monkeypatch):
     from ultralytics import YOLO
     from ultralytics.models.yolo.detect import DetectionValidator

@@ -15,6 +15,8 @@ from ikd_yolo.trainer import IKDTrainer
 
 from .helpers import IKD_FAST, IMGSZ, ROOT, Interrupt, read_results, run_python
 
+pytestmark = pytest.mark.slow  # every test here trains end to end or starts processes
+
 
 @pytest.fixture(scope="module")
 def cli_run(shapes_data, teacher_pt, tmp_path_factory):
