@@ -1,10 +1,10 @@
-# Clean-image KD losses (kd_loss=native|cwd|mgd|fgd): initial magnitude, cost per training step, short runs.
+# Feature bases (kd_loss=native|pkd|cwd|mgd|fgd): initial magnitude, cost per training step, short runs.
 #
 #   python benchmarks/bench_kd_losses.py            # all three parts (about 3 min on 2 idle CPU cores)
 #   python benchmarks/bench_kd_losses.py --no-train # parts 1 and 2 only (about 1 min)
 #
-# Machine of the recorded numbers: 2 CPU cores, no GPU, torch 2.14.1 (CPU threads = 2), ultralytics 8.4.190;
-# run 2026-11-26 (machine clock). Numbers are in ikd_yolo/kd_losses.py's docstring and cfg/ikd.yaml.
+# Writes benchmarks/results/bench_kd_losses.json (command, machine, date, commit and every figure) and prints a table.
+# Each base is measured alone, at fixed weights (kd_balance=0, no response terms, no adversarial term).
 #
 # Setting (the demo's): student cfg/yolov8-pico.yaml (4 classes), teacher ikd_yolo/assets/demo_teacher.pt (yolov8n),
 # shapes data make_shapes_dataset(root, n_train=64, n_val=16, imgsz=128), batch 16.
@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,9 +43,10 @@ from ikd_yolo.demo import STUDENT_CFG, TEACHER_ASSET  # noqa: E402
 from ikd_yolo.demo.shapes import make_shapes_dataset  # noqa: E402
 from ikd_yolo.model import IKDDistillationModel  # noqa: E402
 
-LOSSES = ("native", "cwd", "mgd", "fgd")
+LOSSES = ("native", "pkd", "cwd", "mgd", "fgd")
 PAPER = {  # the papers' (authors' one-stage / RetinaNet) weights, before our rescale
     "native": {},
+    "pkd": {"kd_pkd_weight": 1.0},
     "cwd": {"kd_cwd_tau": 1.0, "kd_cwd_weight": 5.0},
     "mgd": {"kd_mgd_alpha": 2e-5, "kd_mgd_lambda": 0.65},
     "fgd": {"kd_fgd_temp": 0.5, "kd_fgd_alpha": 1e-3, "kd_fgd_beta": 5e-4, "kd_fgd_gamma": 5e-4, "kd_fgd_lambda": 5e-6},
@@ -58,7 +62,8 @@ def build(kd_loss: str, **weights) -> IKDDistillationModel:
     student = DetectionModel(STUDENT_CFG, nc=4, verbose=False)
     student.args = args
     teacher = load_checkpoint(TEACHER_ASSET)[0].float()
-    ikd = IKDConfig.from_mapping({"kd_loss": kd_loss, "adv_aug": False, **weights})
+    alone = {"adv_aug": False, "kd_balance": 0.0, "kd_cls_weight": 0.0, "kd_dfl_weight": 0.0}
+    ikd = IKDConfig.from_mapping({"kd_loss": kd_loss, **alone, **weights})
     model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=ikd)
     model.args = args
     return model.train()
@@ -100,6 +105,10 @@ def short_run(name: str, data_yaml: Path, project: Path, epochs: int) -> dict:
             adv_aug=False,
             freq_aug=False,
             kd_loss=name,
+            kd_balance=0.0,
+            kd_cls_weight=0.0,
+            kd_dfl_weight=0.0,
+            kd_warmup_epochs=0.0,
             project=str(project),
             name=name,
             plots=False,
@@ -146,8 +155,23 @@ def main():
             f"{name:<8} {r['paper']:>17.4f} {r['ours']:>13.4f} {factor:>8.3g} {r['step_s']:>8.3f} "
             f"{r['step_s'] / base:>8.2f}x"
         )
-    if a.no_train:
-        return
+    out = {
+        "command": "python benchmarks/bench_kd_losses.py " + " ".join(sys.argv[1:]),
+        "machine": common.machine(),
+        "date": datetime.date.today().isoformat(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "cpu_threads": torch.get_num_threads(),
+        "fixed_batch": res,
+    }
+    if not a.no_train:
+        out["short_runs"] = short_runs(a, data, work)
+    (common.RESULTS / "bench_kd_losses.json").write_text(json.dumps(out, indent=1))
+    print(f"\nresults: {common.RESULTS / 'bench_kd_losses.json'}")
+
+
+def short_runs(a, data: Path, work: Path) -> dict:
     print(f"\n3. {a.epochs}-epoch IKDTrainer runs, 64 train images, batch 16 (adv_aug=False, freq_aug=False)")
     runs = {name: short_run(name, data, work / "runs", a.epochs) for name in LOSSES}
     print(
@@ -157,6 +181,7 @@ def main():
     )
     for name, r in runs.items():
         print(f"{name:<8} {r['first']:>11.4f} " + " ".join(f"{v:>8.4f}" for v in r["epochs"]) + f" {r['s']:>7.0f}")
+    return runs
 
 
 if __name__ == "__main__":

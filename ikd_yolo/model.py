@@ -210,11 +210,6 @@ class IKDDistillationModel(DistillationModel):
         self._student_feats.clear()
         return students, teachers, heads[0], heads[1]
 
-    def pop_neck_features(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Projected student and teacher Detect inputs per level (see :meth:`pop_features`)."""
-        students, teachers, _, _ = self.pop_features()
-        return students, teachers
-
     def native_term(self, students: list[torch.Tensor], teachers: list[torch.Tensor], teacher_head) -> torch.Tensor:
         """Ultralytics' score-weighted L2 (``DistillationModel.loss``'s formula), times ``dis``."""
         scores = teacher_head["scores"]
