@@ -311,6 +311,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=sorted(SCALES), default="quick")
     p.add_argument("--methods", help="comma-separated subset (default: the headline arms, or all with --grid)")
+    p.add_argument("--all-seeds", action="store_true", help="every seed also for the secondary arms")
     p.add_argument("--grid", action="store_true", help="also the secondary arms (each mechanism alone, every base)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
     p.add_argument("--epochs", type=int, help="override the scale's epochs")
@@ -382,7 +383,7 @@ def main() -> None:
     workers = max(1, min(8, (os.cpu_count() or 2) // parallel))
     specs = []
     for method in chosen:
-        for seed in seeds if method in HEADLINE else seeds[:1]:
+        for seed in seeds if method in HEADLINE or a.all_seeds else seeds[:1]:
             ikd = all_methods[method]
             if ikd is not None:
                 ikd = {**ikd, **{k: v for k, v in overrides.items() if k in KEYS}}
