@@ -149,6 +149,14 @@ SETTINGS: dict[str, Setting] = {
     "kd_balance_batches": _s(4, "training batches averaged by the kd_balance calibration", _SCHED, low=1, high=1000),
     # --- 1. sample-specific frequency augmentation (dataloader) ---
     "freq_aug": _s(True, "append the size-aware frequency augmentation to the training pipeline", _FREQ),
+    "freq_epochs": _s(
+        0.667,
+        "fraction of the epochs (from the start) with the frequency augmentation on; the reference uses it in stage 1 "
+        "only, like the adversarial term (16 of 24 epochs)",
+        _FREQ,
+        low=0.0,
+        high=1.0,
+    ),
     "freq_small_area": _s(
         0.0025,
         "box area, as a fraction of the training image, below which an object is small (COCO 32^2 at 640^2)",

@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from copy import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +91,7 @@ class IKDTrainer(DetectionTrainer):
         self.args.augmentations = frequency_augmentations(getattr(self.args, "augmentations", None), self.ikd)
         self.freq_fractions: dict[str, float] = {}
         self._batch_i = 0
+        self._freq_stopped = False
         self._gains_logged = False
         self._warned_terms: set[str] = set()
         if LOCAL_RANK != -1 and "WORLD_SIZE" in os.environ and self.device.type not in {"cpu", "mps"}:
@@ -148,15 +151,36 @@ class IKDTrainer(DetectionTrainer):
         """Number of epochs, from the first, during which the adversarial term is on."""
         return round(self.ikd.adv_epochs * self.epochs) if self.ikd.adv_aug else 0
 
+    def frequency_epochs(self) -> int:
+        """Number of epochs, from the first, with the frequency augmentation in the training pipeline."""
+        return round(self.ikd.freq_epochs * self.epochs) if self.ikd.freq_aug else 0
+
     def _on_epoch_start(self) -> None:
-        """Switch the adversarial term for this epoch (on for the first ``adversarial_epochs()``)."""
+        """Switch the adversarial term for this epoch (on for the first ``adversarial_epochs()``), and take the
+        frequency augmentation out of the pipeline after ``frequency_epochs()``."""
         self._batch_i = 0
+        if self.ikd.freq_aug and not self._freq_stopped and self.epoch >= self.frequency_epochs():
+            self._stop_frequency_augmentation()
         model = unwrap_model(self.model)
         active = self.epoch < self.adversarial_epochs()
         changed = active != model.adv_active or self.epoch == self.start_epoch
         if RANK in {-1, 0} and self.ikd.adv_aug and changed:
             LOGGER.info(f"{PREFIX}adversarial feature term {'on' if active else 'off'} from epoch {self.epoch + 1}")
         model.start_epoch(adv_active=active)
+
+    def _stop_frequency_augmentation(self) -> None:
+        """Drop the transform from ``args.augmentations`` (so a later ``close_mosaic`` rebuild leaves it out too) and
+        rebuild the running pipeline without it."""
+        self._freq_stopped = True
+        self.args.augmentations = frequency_augmentations(self.args.augmentations, replace(self.ikd, freq_aug=False))
+        dataset = self.train_loader.dataset
+        hyp = copy(self.args)
+        if not getattr(dataset, "mosaic", True):  # mosaic already closed: rebuild as close_mosaic does
+            hyp.mosaic = hyp.copy_paste = hyp.mixup = hyp.cutmix = 0.0
+        dataset.transforms = dataset.build_transforms(hyp)
+        self.train_loader.reset()
+        if RANK in {-1, 0}:
+            LOGGER.info(f"{PREFIX}frequency augmentation off from epoch {self.epoch + 1}")
 
     def _on_batch_start(self) -> None:
         """Tell the model where this batch sits in the KD schedule (projector warm-up, cosine scale, off)."""
@@ -171,8 +195,8 @@ class IKDTrainer(DetectionTrainer):
         if RANK not in {-1, 0}:
             return
         fractions = epoch_branch_fractions(self.train_loader.dataset)
+        self.freq_fractions = fractions or {}
         if fractions is not None:
-            self.freq_fractions = fractions
             LOGGER.info(
                 f"{PREFIX}frequency augmentation this epoch: "
                 + ", ".join(f"{k} {v:.1%}" for k, v in self.freq_fractions.items())
