@@ -335,9 +335,11 @@ def main() -> None:
     if a.tuning:
         update_benchmarks_md(f"{a.scale}-tuning", tuning_table())
         return
-    if a.render:  # e.g. a GPU run made on another machine
+    if a.render:  # e.g. a GPU run made on another machine; results/<scale>-<name>.json goes to its own marker
         out = json.loads(Path(a.render).read_text())
-        update_benchmarks_md(a.scale, markdown(a.scale, out, out["methods"], out["teacher_scores"]))
+        stem = Path(a.render).stem
+        marker = stem if stem.startswith(f"{a.scale}-") else a.scale
+        update_benchmarks_md(marker, markdown(a.scale, out, out["methods"], out["teacher_scores"]))
         return
 
     from ultralytics.cfg import smart_value
