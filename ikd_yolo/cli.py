@@ -56,7 +56,9 @@ def parse_args(argv: list[str], known=None, command: str = "run.py") -> dict:
             hint = f"did you mean {close[0]}=? " if close else ""
             raise UserError(f"unknown argument '{key}': {hint}({helps} lists the keys)")
         if not raw.strip():
-            raise UserError(f"{key}= is empty: give it a value, e.g. {EXAMPLES.get(key, f'{key}=VALUE')}")
+            default = {**DEFAULT_CFG_DICT, **default_settings()}.get(key)
+            example = EXAMPLES.get(key) or f"{key}={'VALUE' if default in (None, '') else default}"
+            raise UserError(f"{key}= is empty: give it a value, e.g. {example}")
         key, value = parse_key_value_pair(token)
         overrides[key] = value
     return overrides
