@@ -109,6 +109,7 @@ class IKDDistillationModel(DistillationModel):
         self.adv_skipped = 0
         self._teacher_loss: TeacherClsLoss | None = None
         self._balance: GradientBalance | None = None
+        self._calibrated: bool | None = None  # mirror of the kd_calibrated buffer, read on first use
         device = next(self.projector.parameters()).device
         channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
         kd_module = build_kd_module(ikd, channels)
@@ -123,6 +124,7 @@ class IKDDistillationModel(DistillationModel):
         state = super().__getstate__()
         state["_teacher_loss"] = None
         state["_balance"] = None
+        state["_calibrated"] = None  # a copy (EMA, checkpoint) reads its own buffer
         return state
 
     # --- the trainer's interface: one call per batch, two per epoch ---------------------------------------------
@@ -139,7 +141,7 @@ class IKDDistillationModel(DistillationModel):
         """What the epoch did: ``adv_skipped`` (batches whose attack failed; reset here) and ``gains`` (per-term
         gains by loss column once calibrated, else None)."""
         skipped, self.adv_skipped = self.adv_skipped, 0
-        gains = {KD_TERMS[k]: v for k, v in self.gains().items()} if self.kd_calibrated.item() > 0.5 else None
+        gains = {KD_TERMS[k]: v for k, v in self.gains().items()} if self.is_calibrated() else None
         return {"adv_skipped": skipped, "gains": gains}
 
     def gains(self) -> dict[str, float]:
@@ -151,7 +153,7 @@ class IKDDistillationModel(DistillationModel):
         device = batch["img"].device
         zero = torch.zeros(1, device=device)
         warmup = self.training and self.projector_warmup
-        calibrating = self.training and not warmup and self.kd_calibrated.item() < 0.5
+        calibrating = self.training and not warmup and not self.is_calibrated()
         if not self.training or (self.kd_scale <= 0 and not calibrating and not warmup):  # KD off: no teacher
             if preds is None or self.training:
                 preds = self.student_model(batch["img"])
@@ -182,6 +184,13 @@ class IKDDistillationModel(DistillationModel):
             out.append(value * bs)
         return torch.cat([regular, *out]), items
 
+    def is_calibrated(self) -> bool:
+        """Whether ``kd_gain`` holds calibrated gains; read from the buffer once (after a resume has restored it)
+        and then kept in Python, so the training step does not synchronise with the GPU to ask."""
+        if self._calibrated is None:
+            self._calibrated = bool(self.kd_calibrated.item() > 0.5)
+        return self._calibrated
+
     def calibrate(self, det_loss: torch.Tensor, kd_losses: dict[str, torch.Tensor]) -> None:
         """One batch of the ``kd_balance`` calibration; sets ``kd_gain`` once enough batches are in."""
         if self._balance is None:
@@ -194,6 +203,7 @@ class IKDDistillationModel(DistillationModel):
                 dist.all_reduce(self.kd_gain)
                 self.kd_gain.div_(dist.get_world_size())
             self.kd_calibrated.fill_(1.0)
+            self._calibrated = True
             self._balance = None
 
     def pop_features(self) -> tuple[list[torch.Tensor], list[torch.Tensor], dict | None, dict | None]:
