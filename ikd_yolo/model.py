@@ -206,19 +206,21 @@ class IKDDistillationModel(DistillationModel):
             self._calibrated = True
             self._balance = None
 
-    def pop_features(self) -> tuple[list[torch.Tensor], list[torch.Tensor], dict | None, dict | None]:
+    def pop_features(self, detach_student: bool = False) -> tuple[list, list, dict, dict]:
         """The hooked features of the last forwards: projected student's and teacher's Detect inputs per level, and
-        the student's and teacher's dense Detect outputs (None if a network's head did not run).
+        the student's and teacher's dense Detect outputs. ``detach_student``: the projector sees the student's
+        features cut from the student's graph (the projector warm-up).
 
         The hook dicts are emptied, so no graph-holding tensor outlives the step.
         """
         n = len(self.feats_idx) - 1  # the last tapped layer is the Detect head itself
-        students = [self.projector[i](self.decouple_outputs(self._student_feats[i])) for i in range(n)]
+        feats = [self.decouple_outputs(self._student_feats[i]) for i in range(n)]
+        students = [self.projector[i](f.detach() if detach_student else f) for i, f in enumerate(feats)]
         teachers = [self.decouple_outputs(self._teacher_feats[i]) for i in range(n)]
-        heads = [head_outputs(f[n]) if n in f else None for f in (self._student_feats, self._teacher_feats)]
+        student_head, teacher_head = (head_outputs(f[n]) for f in (self._student_feats, self._teacher_feats))
         self._teacher_feats.clear()
         self._student_feats.clear()
-        return students, teachers, heads[0], heads[1]
+        return students, teachers, student_head, teacher_head
 
     def native_term(self, students: list[torch.Tensor], teachers: list[torch.Tensor], teacher_head) -> torch.Tensor:
         """Ultralytics' score-weighted L2 (``DistillationModel.loss``'s formula), times ``dis``."""
@@ -240,12 +242,7 @@ class IKDDistillationModel(DistillationModel):
             self.teacher_model(batch["img"])  # hooks capture teacher features
         preds = self.student_model(batch["img"])  # hooks capture student features
         regular_loss, loss_items = self.student_model.loss(batch, preds)
-        if detach_student:
-            for i in range(len(self.feats_idx) - 1):
-                self._student_feats[i] = self.decouple_outputs(self._student_feats[i]).detach()
-        students, teachers, student_head, teacher_head = self.pop_features()
-        teacher_head = {k: v.detach() for k, v in teacher_head.items() if k in ("boxes", "scores")}
-        student_head = head_outputs(preds) if student_head is None else student_head
+        students, teachers, student_head, teacher_head = self.pop_features(detach_student)  # teacher: no graph
         if self.kd_module is None:
             terms = {"dis": self.native_term(students, teachers, teacher_head)}
         else:

@@ -66,8 +66,10 @@ def grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
     if not loss.requires_grad:
         return 0.0
     grads = torch.autograd.grad(loss * GRAD_SCALE, params, retain_graph=True, allow_unused=True)
-    sq = sum(float(g.float().pow(2).sum()) for g in grads if g is not None)
-    return math.sqrt(sq) / GRAD_SCALE
+    squares = [g.float().pow(2).sum() for g in grads if g is not None]
+    if not squares:
+        return 0.0
+    return math.sqrt(float(torch.stack(squares).sum())) / GRAD_SCALE  # one device sync
 
 
 class GradientBalance:
