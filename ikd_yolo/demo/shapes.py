@@ -106,6 +106,21 @@ def _sample_image(
     return img, labels
 
 
+def annotate(rng: np.random.Generator, labels: list, box_noise: float, miss_rate: float) -> list:
+    """Labels as an imperfect annotator writes them: each object missed with probability ``miss_rate``, each box
+    edge off by a Gaussian of ``box_noise`` times the object's side; boxes stay inside the image."""
+    out = []
+    for c, x, y, w, h in labels:
+        jitter = rng.normal(0.0, box_noise, 4) * np.array([w, h, w, h])  # drawn for every object: one stream
+        if rng.random() < miss_rate:
+            continue
+        x1, y1, x2, y2 = np.clip(np.array([x - w / 2, y - h / 2, x + w / 2, y + h / 2]) + jitter, 0.0, 1.0)
+        if x2 - x1 < 0.25 * w or y2 - y1 < 0.25 * h:  # a box noise turned inside out: keep the exact one
+            x1, y1, x2, y2 = x - w / 2, y - h / 2, x + w / 2, y + h / 2
+        out.append((c, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
+    return out
+
+
 def make_shapes_dataset(
     root: str | Path,
     n_train: int = 96,
@@ -114,6 +129,8 @@ def make_shapes_dataset(
     seed: int = 0,
     channels: int = 3,
     small_objects: bool = True,
+    box_noise: float = 0.0,
+    miss_rate: float = 0.0,
 ) -> Path:
     """Write the dataset under ``root`` (reused when already made with the same parameters); return its data yaml.
 
@@ -126,16 +143,23 @@ def make_shapes_dataset(
         channels: 3 for colour, 1 for grayscale images (written as single-channel PNGs).
         small_objects: False for images with medium and large objects only (1-6 per image): at 128 px a small
             object is under 6.4 px wide, which no model of the CPU benchmark detects.
+        box_noise: Annotation noise of the **training** labels: each box edge moves by a Gaussian of this standard
+            deviation, as a fraction of the object's side (0: exact boxes). The validation labels stay exact.
+        miss_rate: Fraction of the training objects left unlabelled, as an annotator misses them (drawn per
+            object). The images do not change: the noise has its own random stream.
     """
     root = Path(root).resolve()
     params = {"n_train": n_train, "n_val": n_val, "imgsz": imgsz, "seed": seed, "channels": channels, "v": 1}
     if not small_objects:
         params["small_objects"] = False
+    if box_noise or miss_rate:
+        params["label_noise"] = [box_noise, miss_rate]
     yaml_path = root / "data.yaml"
     stamp = root / "params.json"
     if yaml_path.exists() and stamp.exists() and json.loads(stamp.read_text()) == params:
         return yaml_path
     rng = np.random.default_rng(seed)
+    noise_rng = np.random.default_rng([seed, 1])  # a stream of its own: the images are those of the exact labels
     for split, count in (("train", n_train), ("val", n_val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -144,6 +168,8 @@ def make_shapes_dataset(
             if channels == 1:
                 img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
             cv2.imwrite(str(root / "images" / split / f"{i:05d}.png"), img)
+            if split == "train" and (box_noise or miss_rate):
+                labels = annotate(noise_rng, labels, box_noise, miss_rate)
             lines = [f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels]
             (root / "labels" / split / f"{i:05d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASS_NAMES))
