@@ -120,6 +120,18 @@ SETTINGS: dict[str, Setting] = {
         high=1e6,
     ),
     "kd_dfl_tau": _s(10.0, "LD temperature (paper: 10)", _BASE, low=1e-3, high=100.0),
+    "kd_labels": _s(
+        1.0,
+        "teacher-refined labels: a label overlapping a confident teacher detection of its class moves this far "
+        "towards the detection's box (1 = replaced), and confident detections that overlap no label are added; "
+        "the teacher then runs in every epoch; 0 = off",
+        _BASE,
+        low=0.0,
+        high=1.0,
+    ),
+    "kd_label_conf": _s(
+        0.5, "score from which a teacher detection refines or adds a label (kd_labels)", _BASE, low=0.001, high=1.0
+    ),
     # --- schedule and calibration ---
     "kd_warmup_epochs": _s(
         1.0,

@@ -13,10 +13,15 @@ weights. Their trainable parts (MGD's generation blocks, FGD's global-context bl
 **Response terms** (``cls_kd``, ``dfl_kd``; :mod:`ikd_yolo.response_kd`): BCKD on the class logits and LD on the
 DFL bins, from the Detect outputs the hooks already capture.
 
+**Teacher-refined labels** (``kd_labels``; :mod:`ikd_yolo.pseudo_labels`): the teacher's detections on the batch
+correct the labels' boxes and add the objects the labels miss, before the student's detection loss. This is the only
+use of the teacher that does not become a loss term, so it acts in every epoch (the teacher then runs in the
+``close_mosaic`` epochs too).
+
 **Schedule and calibration** (:mod:`ikd_yolo.schedule`): every KD term is multiplied by ``kd_scale`` (set by the
 trainer each iteration) and by a per-term gain, calibrated on the first batches when ``kd_balance`` is on and kept
 in the buffer ``kd_gain``. During the projector warm-up the feature term trains the projector on detached student
-features. At scale 0 (after the warm-up) the teacher is not run.
+features. At scale 0 (after the warm-up) the teacher is not run, unless ``kd_labels`` needs its detections.
 
 **Adversarial feature augmentation.** A fraction of the current (already augmented) batch is attacked with
 MI-DI-FGSM against the frozen teacher's classification loss on the batch's ground truth
@@ -48,6 +53,7 @@ from ultralytics.nn.distill_model import DistillationModel
 from .adversarial import AttackFailed, TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
 from .kd_losses import build_kd_module, feature_loss
+from .pseudo_labels import refine_labels, teacher_detections
 from .response_kd import bckd_loss, head_outputs, ld_loss
 from .schedule import GradientBalance
 
@@ -154,7 +160,8 @@ class IKDDistillationModel(DistillationModel):
         zero = torch.zeros(1, device=device)
         warmup = self.training and self.projector_warmup
         calibrating = self.training and not warmup and not self.is_calibrated()
-        if not self.training or (self.kd_scale <= 0 and not calibrating and not warmup):  # KD off: no teacher
+        kd_on = self.kd_scale > 0 or calibrating or warmup
+        if not self.training or not (kd_on or self.ikd.kd_labels > 0):  # no teacher
             if preds is None or self.training:
                 preds = self.student_model(batch["img"])
             self._teacher_feats.clear()
@@ -169,6 +176,11 @@ class IKDDistillationModel(DistillationModel):
             items["dis_loss"] = terms["dis"].detach().reshape(1)
             bs = batch["img"].shape[0]
             return torch.cat([regular, terms["dis"].reshape(1) * bs, zero.repeat(len(KD_TERMS) - 1)]), items
+
+        if not kd_on:  # the KD terms are off (close_mosaic epochs); the teacher's labels still act
+            regular, items, _ = self.clean_kd_terms(batch, kd_terms=False)
+            items.update({name: zero.detach() for name in KD_TERMS.values()})
+            return torch.cat([regular, zero.repeat(len(KD_TERMS))]), items
 
         regular, items, terms = self.clean_kd_terms(batch)
         if self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0:
@@ -232,16 +244,24 @@ class IKDDistillationModel(DistillationModel):
             total = total + self.loss_sl2(s, t, feat_idx=i, teacher_scores=weights) * self.dis
         return total
 
-    def clean_kd_terms(self, batch: dict, detach_student: bool = False):
-        """Teacher and student forwards on the clean batch: detection loss, its items, and the unweighted-by-schedule
-        KD terms ``dis`` (feature base), ``cls`` and ``dfl`` (response). ``detach_student``: the projector warm-up,
-        only ``dis``, on student features cut from the student's graph."""
+    def clean_kd_terms(self, batch: dict, detach_student: bool = False, kd_terms: bool = True):
+        """Teacher and student forwards on the clean batch: detection loss (on the teacher-refined labels when
+        ``kd_labels`` is on), its items, and the unweighted-by-schedule KD terms ``dis`` (feature base), ``cls`` and
+        ``dfl`` (response). ``detach_student``: the projector warm-up, only ``dis``, on student features cut from the
+        student's graph. ``kd_terms=False``: the detection loss alone."""
         self._teacher_feats.clear()
         self._student_feats.clear()
         with torch.no_grad():
-            self.teacher_model(batch["img"])  # hooks capture teacher features
+            out = self.teacher_model(batch["img"])  # hooks capture teacher features
+        if self.ikd.kd_labels > 0:
+            decoded = out[0] if isinstance(out, (tuple, list)) else out
+            batch = refine_labels(batch, teacher_detections(decoded, self.ikd.kd_label_conf), self.ikd.kd_labels)
         preds = self.student_model(batch["img"])  # hooks capture student features
         regular_loss, loss_items = self.student_model.loss(batch, preds)
+        if not kd_terms:
+            self._teacher_feats.clear()
+            self._student_feats.clear()
+            return regular_loss, loss_items, {}
         students, teachers, student_head, teacher_head = self.pop_features(detach_student)  # teacher: no graph
         if self.kd_module is None:
             terms = {"dis": self.native_term(students, teachers, teacher_head)}
