@@ -198,11 +198,22 @@ SETTINGS: dict[str, Setting] = {
         low=0.0,
         high=1e6,
     ),
-    "adv_loss": _s("mse", "adversarial feature loss", _ADV, choices=FEATURE_LOSSES),
+    "adv_loss": _s(
+        "mse",
+        "adversarial feature loss: base = the feature base's own loss (kd_loss pkd or cwd; mse for native, mgd "
+        "and fgd), or one of mse, l1, cwd, pkd",
+        _ADV,
+        choices=("base", *FEATURE_LOSSES),
+    ),
     "adv_cwd_tau": _s(1.0, "temperature of the cwd adversarial loss", _ADV, low=1e-3, high=100.0),
     "adv_eps": _s(8.0, "L-inf bound of the perturbation, in pixel levels of 255", _ADV, low=0.0, high=255.0),
     "adv_step_size": _s(
-        2.0, "step size per attack iteration, in pixel levels of 255 (was adv_step)", _ADV, low=0.0, high=255.0
+        2.0,
+        "step size per attack iteration, in pixel levels of 255 (was adv_step); 0 = adv_eps / adv_steps, so that "
+        "the attack can reach the bound",
+        _ADV,
+        low=0.0,
+        high=255.0,
     ),
     "adv_steps": _s(2, "MI-DI-FGSM iterations per batch (reference: 5)", _ADV, low=0, high=100),
     "adv_decay": _s(1.0, "momentum decay of MI-FGSM", _ADV, low=0.0, high=10.0),

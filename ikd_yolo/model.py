@@ -52,7 +52,7 @@ from ultralytics.nn.distill_model import DistillationModel
 
 from .adversarial import AttackFailed, TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
-from .kd_losses import build_kd_module, feature_loss
+from .kd_losses import FEATURE_LOSSES, build_kd_module, feature_loss
 from .pseudo_labels import refine_labels, teacher_detections
 from .response_kd import bckd_loss, head_outputs, ld_loss
 from .schedule import GradientBalance
@@ -79,6 +79,18 @@ def frozen_bn_statistics(model: nn.Module):
         for m, (momentum, tracked) in zip(bns, saved, strict=True):
             m.momentum = momentum
             m.num_batches_tracked.copy_(tracked)
+
+
+def attack_step(ikd: IKDConfig) -> float:
+    """The attack's step in pixel levels: ``adv_step_size``, or ``adv_eps / adv_steps`` when that is 0."""
+    return ikd.adv_step_size or ikd.adv_eps / max(1, ikd.adv_steps)
+
+
+def adv_loss_name(ikd: IKDConfig) -> str:
+    """The adversarial term's feature loss: ``adv_loss``, or for ``base`` the feature base's (mse if it has none)."""
+    if ikd.adv_loss != "base":
+        return ikd.adv_loss
+    return ikd.kd_loss if ikd.kd_loss in FEATURE_LOSSES else "mse"
 
 
 def sub_batch(batch: dict, n: int) -> dict:
@@ -290,7 +302,7 @@ class IKDDistillationModel(DistillationModel):
                 lambda x, scale: teacher_loss(x, part, scale) * ATTACK_LOSS_SCALE,
                 part["img"].detach(),
                 eps=self.ikd.adv_eps / 255,
-                step=self.ikd.adv_step_size / 255,
+                step=attack_step(self.ikd) / 255,
                 steps=self.ikd.adv_steps,
                 decay=self.ikd.adv_decay,
                 di_prob=self.ikd.adv_di_prob,
@@ -310,7 +322,7 @@ class IKDDistillationModel(DistillationModel):
         total = torch.zeros(1, device=device)
         students, teachers, _, _ = self.pop_features()
         for student_feat, teacher_feat in zip(students, teachers, strict=True):
-            total = total + feature_loss(self.ikd.adv_loss, student_feat, teacher_feat, self.ikd.adv_cwd_tau)
+            total = total + feature_loss(adv_loss_name(self.ikd), student_feat, teacher_feat, self.ikd.adv_cwd_tau)
         if not torch.isfinite(total).all():
             self.adv_skipped += 1
             return torch.zeros(1, device=device)

@@ -16,7 +16,7 @@ def test_cfg_yaml_is_the_declaration():
     cfg = IKDConfig.from_mapping()
     assert cfg.to_dict() == default_settings() and tuple(cfg.to_dict()) == KEYS
     assert all(s.help for s in SETTINGS.values())
-    assert SETTINGS["kd_loss"].choices == KD_LOSSES and SETTINGS["adv_loss"].choices == FEATURE_LOSSES
+    assert SETTINGS["kd_loss"].choices == KD_LOSSES and SETTINGS["adv_loss"].choices == ("base", *FEATURE_LOSSES)
     for key, s in SETTINGS.items():  # every numeric key has a range that holds its default
         if s.kind in (int, float):
             assert s.low <= s.default <= s.high, key
@@ -39,7 +39,7 @@ def test_overrides_and_unrelated_keys():
     [
         ("adv_steps", 1.5, "must be an int"),
         ("adv_eps", -1, "out of range"),
-        ("adv_loss", "kl", "mse, l1, cwd, pkd"),
+        ("adv_loss", "kl", "base, mse, l1, cwd, pkd"),
         ("freq_aug", "yes", "True or False"),
         ("kd_loss", "fitnet", "pkd, cwd, native, mgd, fgd"),
         ("kd_balance", -0.1, "out of range"),
@@ -87,3 +87,17 @@ def test_renamed_key_is_still_accepted_with_a_deprecation_warning():
     from ikd_yolo.cli import parse_args
 
     assert parse_args(["adv_step=3"]) == {"adv_step": 3}  # the CLI accepts it; the trainer renames it
+
+
+def test_attack_step_and_adversarial_loss_follow_their_sources():
+    from ikd_yolo.model import adv_loss_name, attack_step
+
+    def cfg(**kw):
+        return IKDConfig.from_mapping(kw)
+
+    assert attack_step(cfg(adv_step_size=0, adv_eps=8, adv_steps=2)) == 4.0  # reaches the bound
+    assert attack_step(cfg(adv_step_size=1.5, adv_eps=8, adv_steps=2)) == 1.5
+    assert adv_loss_name(cfg(adv_loss="base", kd_loss="pkd")) == "pkd"
+    assert adv_loss_name(cfg(adv_loss="base", kd_loss="cwd")) == "cwd"
+    assert adv_loss_name(cfg(adv_loss="base", kd_loss="native")) == "mse"
+    assert adv_loss_name(cfg(adv_loss="l1", kd_loss="pkd")) == "l1"
