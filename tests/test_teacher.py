@@ -1,4 +1,5 @@
-"""A bad teacher is refused with an error that names the problem and the fix, before any training happens."""
+"""A bad teacher is refused with an error that names the problem and the fix, before any training happens; a good
+one is folded (BatchNorm into its convolutions) without changing its outputs."""
 
 from pathlib import Path
 
@@ -93,3 +94,27 @@ def test_two_different_teachers(shapes_data, teacher_pt, tmp_path):
 def test_autobatch_refused(shapes_data, teacher_pt, tmp_path):
     with pytest.raises(ValueError, match="AutoBatch"):
         IKDTrainer(overrides=dict(data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), batch=-1))
+
+
+def test_folded_teacher_gives_the_same_outputs_without_batchnorm():
+    import copy
+
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ikd_yolo.teacher import fold_batchnorm
+
+    torch.manual_seed(0)
+    teacher = DetectionModel("yolov8n.yaml", nc=4, verbose=False)
+    for m in teacher.modules():  # non-trivial statistics, so that folding them is tested
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    teacher.eval()
+    folded = copy.deepcopy(teacher)
+    assert fold_batchnorm(folded) > 50
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        (a, da), (b, db) = teacher(x), folded(x)
+    assert torch.allclose(a, b, atol=1e-3, rtol=1e-4)
+    assert all(torch.allclose(da[k], db[k], atol=1e-3, rtol=1e-4) for k in ("boxes", "scores"))
