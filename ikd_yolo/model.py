@@ -32,7 +32,7 @@ Detect-input features are pulled towards the teacher's (:mod:`ikd_yolo.kd_losses
 Choices made deliberately:
 
 - The frozen teacher's BatchNorm layers are folded into its convolutions (:func:`ikd_yolo.teacher.fold_batchnorm`):
-  the same outputs, a forward about 40 % cheaper on a CPU, where the teacher's forward is most of the added cost.
+  the same outputs without the BatchNorm passes (the teacher's forward is most of the added cost).
 
 - The attack differentiates with respect to the input only (``torch.autograd.grad``), so no parameter ever holds
   a gradient from it and DDP's reducer is untouched.

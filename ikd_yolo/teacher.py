@@ -120,7 +120,7 @@ def fold_batchnorm(teacher: nn.Module) -> int:
     """Fold each ``Conv``/``DWConv`` BatchNorm of the frozen, eval-mode teacher into its convolution, as Ultralytics'
     ``fuse()`` does for inference, but leaving the Detect head's branches alone (``fuse()`` would drop an end-to-end
     head's dense branch, which response KD reads). The teacher's outputs are unchanged up to float rounding and its
-    forward is about 40 % faster on a CPU. Returns the number of folded layers."""
+    forward skips the BatchNorm passes. Returns the number of folded layers."""
     from ultralytics.nn.modules import Conv, DWConv
     from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
