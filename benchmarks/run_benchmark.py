@@ -359,7 +359,7 @@ def main() -> None:
 
     cfg = dict(SCALES[a.scale])
     if a.exact_labels:  # the data (and the teacher's) without annotation noise: its own folders, runs and results
-        exact = {"box_noise", "miss_rate"}
+        exact = set(LABEL_NOISE)
         cfg["data"] = {k: v for k, v in cfg["data"].items() if k not in exact}
         if isinstance(cfg["teacher"], dict) and "data" in cfg["teacher"]:
             t = cfg["teacher"]

@@ -178,12 +178,15 @@ class IKDDistillationModel(DistillationModel):
         warmup = self.training and self.projector_warmup
         calibrating = self.training and not warmup and not self.is_calibrated()
         kd_on = self.kd_scale > 0 or calibrating or warmup
-        if not self.training or not (kd_on or self.ikd.kd_labels > 0):  # no teacher
-            if preds is None or self.training:
-                preds = self.student_model(batch["img"])
-            self._teacher_feats.clear()
-            self._student_feats.clear()
-            regular, items = self.student_model.loss(batch, preds)
+        if not self.training or not kd_on:  # detection alone; the teacher runs only for kd_labels' detections
+            if self.training and self.ikd.kd_labels > 0:  # e.g. the close_mosaic epochs
+                regular, items, _ = self.clean_kd_terms(batch, kd_terms=False)
+            else:
+                if preds is None or self.training:
+                    preds = self.student_model(batch["img"])
+                self._teacher_feats.clear()
+                self._student_feats.clear()
+                regular, items = self.student_model.loss(batch, preds)
             items.update({name: zero.detach() for name in KD_TERMS.values()})
             return torch.cat([regular, zero.repeat(len(KD_TERMS))]), items
 
@@ -193,11 +196,6 @@ class IKDDistillationModel(DistillationModel):
             items["dis_loss"] = terms["dis"].detach().reshape(1)
             bs = batch["img"].shape[0]
             return torch.cat([regular, terms["dis"].reshape(1) * bs, zero.repeat(len(KD_TERMS) - 1)]), items
-
-        if not kd_on:  # the KD terms are off (close_mosaic epochs); the teacher's labels still act
-            regular, items, _ = self.clean_kd_terms(batch, kd_terms=False)
-            items.update({name: zero.detach() for name in KD_TERMS.values()})
-            return torch.cat([regular, zero.repeat(len(KD_TERMS))]), items
 
         regular, items, terms = self.clean_kd_terms(batch)
         if self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0:
