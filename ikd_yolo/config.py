@@ -123,11 +123,19 @@ SETTINGS: dict[str, Setting] = {
     "kd_labels": _s(
         1.0,
         "teacher-refined labels: a label overlapping a confident teacher detection of its class moves this far "
-        "towards the detection's box (1 = replaced), and confident detections that overlap no label are added; "
-        "the teacher then runs in every epoch; 0 = off",
+        "towards the detection's box (1 = replaced), and confident detections that overlap no label are added "
+        "(see kd_labels_mode); 0 = off",
         _BASE,
         low=0.0,
         high=1.0,
+    ),
+    "kd_labels_mode": _s(
+        "dataset",
+        "when the teacher refines the labels (kd_labels): dataset = once per training image before the first epoch "
+        "(the refined labels then go through the augmentations like the originals; no cost per batch), batch = on "
+        "every augmented batch (the teacher runs in every epoch)",
+        _BASE,
+        choices=("dataset", "batch"),
     ),
     "kd_label_conf": _s(
         0.5, "score from which a teacher detection refines or adds a label (kd_labels)", _BASE, low=0.001, high=1.0

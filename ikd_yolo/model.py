@@ -141,6 +141,11 @@ class IKDDistillationModel(DistillationModel):
         self.register_buffer("kd_calibrated", torch.tensor(0.0 if ikd.kd_balance > 0 else 1.0, device=device))
         reg_max = [getattr(m.model[-1], "reg_max", 1) for m in (self.teacher_model, self.student_model)]
         self.dfl_kd_on = ikd.kd_dfl_weight > 0 and reg_max[0] == reg_max[1] > 1
+        feature_weight = {"pkd": ikd.kd_pkd_weight, "cwd": ikd.kd_cwd_weight}.get(ikd.kd_loss, 1.0)
+        # no clean-image term at all (every weight 0): the teacher is not run for them
+        self.soft_terms_on = feature_weight > 0 or ikd.kd_cls_weight > 0 or self.dfl_kd_on
+        # kd_labels_mode=dataset refines the dataset's labels once (the trainer); batch: here, on every batch
+        self.labels_per_batch = ikd.kd_labels > 0 and ikd.kd_labels_mode == "batch"
 
     def __getstate__(self):
         """Drop the cached teacher criterion: it references the teacher, which must not reach EMA or checkpoints."""
@@ -177,9 +182,10 @@ class IKDDistillationModel(DistillationModel):
         zero = torch.zeros(1, device=device)
         warmup = self.training and self.projector_warmup
         calibrating = self.training and not warmup and not self.is_calibrated()
-        kd_on = self.kd_scale > 0 or calibrating or warmup
-        if not self.training or not kd_on:  # detection alone; the teacher runs only for kd_labels' detections
-            if self.training and self.ikd.kd_labels > 0:  # e.g. the close_mosaic epochs
+        adv_on = self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0
+        kd_on = (self.kd_scale > 0 or calibrating or warmup) and (self.soft_terms_on or adv_on)
+        if not self.training or not kd_on:  # detection alone; the teacher runs only for per-batch kd_labels
+            if self.training and self.labels_per_batch:  # e.g. the close_mosaic epochs
                 regular, items, _ = self.clean_kd_terms(batch, kd_terms=False)
             else:
                 if preds is None or self.training:
@@ -198,7 +204,7 @@ class IKDDistillationModel(DistillationModel):
             return torch.cat([regular, terms["dis"].reshape(1) * bs, zero.repeat(len(KD_TERMS) - 1)]), items
 
         regular, items, terms = self.clean_kd_terms(batch)
-        if self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0:
+        if adv_on:
             terms["adv"] = self.adversarial_feature_loss(batch) * self.ikd.adv_weight
         bs = batch["img"].shape[0]
         if calibrating:
@@ -268,7 +274,7 @@ class IKDDistillationModel(DistillationModel):
         self._student_feats.clear()
         with torch.no_grad():
             out = self.teacher_model(batch["img"])  # hooks capture teacher features
-        if self.ikd.kd_labels > 0:
+        if self.labels_per_batch:
             decoded = out[0] if isinstance(out, (tuple, list)) else out
             batch = refine_labels(batch, teacher_detections(decoded, self.ikd.kd_label_conf), self.ikd.kd_labels)
         preds = self.student_model(batch["img"])  # hooks capture student features

@@ -19,6 +19,7 @@ al., ICLR 2021; Soft Teacher, Xu et al., ICCV 2021), here on labelled images, to
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from ultralytics.utils.metrics import box_iou
 from ultralytics.utils.nms import non_max_suppression
@@ -34,39 +35,114 @@ def teacher_detections(decoded: torch.Tensor, conf: float, iou: float = 0.7, max
     return non_max_suppression(decoded.detach().float(), conf_thres=conf, iou_thres=iou, max_det=max_det)
 
 
-def refine_labels(
-    batch: dict,
-    detections: list[torch.Tensor],
+def refine_targets(
+    cls: torch.Tensor,
+    boxes: torch.Tensor,
+    det: torch.Tensor,
     mix: float,
     match_iou: float = 0.5,
     new_iou: float = 0.3,
-) -> dict:
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image's labels refined by its detections: the rule of this module.
+
+    Args:
+        cls: (n,) label classes.
+        boxes: (n, 4) label boxes, normalised xywh; the ones no detection refines are returned bit for bit.
+        det: (m, 6) detections ``x1, y1, x2, y2, score, class`` with the box normalised like ``boxes`` (IoU does not
+            change when x and y are scaled separately, so normalised boxes match as pixel boxes do).
+
+    Returns:
+        The refined classes (n + added,) and boxes (n + added, 4): the labels first, then the added detections.
+    """
+    cls, det = cls.view(-1).float(), det.to(boxes.device).float()
+    new = det
+    if len(det) and len(boxes):
+        xyxy = xywh2xyxy(boxes.float())
+        iou = box_iou(xyxy, det[:, :4])  # (n_labels, n_det)
+        same = cls.view(-1, 1) == det[:, 5].view(1, -1)
+        best, j = torch.where(same, iou, torch.zeros_like(iou)).max(1)
+        hit = best >= match_iou
+        if hit.any():
+            boxes = boxes.clone()
+            boxes[hit] = xyxy2xywh((1 - mix) * xyxy[hit] + mix * det[j[hit], :4]).to(boxes.dtype)
+        new = det[iou.max(0).values < new_iou]
+    return torch.cat([cls, new[:, 5]]), torch.cat([boxes, xyxy2xywh(new[:, :4]).to(boxes.dtype)]).clamp(0.0, 1.0)
+
+
+def refine_labels(batch: dict, detections: list[torch.Tensor], mix: float, **rule) -> dict:
     """A copy of the batch's targets (``batch_idx``, ``cls``, ``bboxes``: normalised xywh) refined by ``detections``
-    (from :func:`teacher_detections`); the other keys are the batch's own."""
+    (from :func:`teacher_detections`, in the batch's pixels); the other keys are the batch's own."""
     h, w = batch["img"].shape[2:]
-    scale = torch.tensor([w, h, w, h], device=batch["bboxes"].device, dtype=torch.float32)
+    scale = torch.tensor([w, h, w, h, 1, 1], device=batch["bboxes"].device, dtype=torch.float32)
     idx_all, cls_all, box_all = [], [], []
     for i, det in enumerate(detections):
         keep = batch["batch_idx"] == i
-        cls = batch["cls"][keep].view(-1).float()
-        labels = batch["bboxes"][keep].float()  # normalised xywh; only the refined ones are rewritten
-        det = det.to(labels.device).float()
-        new = det
-        if len(det) and len(labels):
-            boxes = xywh2xyxy(labels * scale)  # pixels
-            iou = box_iou(boxes, det[:, :4])  # (n_labels, n_det)
-            same = cls.view(-1, 1) == det[:, 5].view(1, -1)
-            best, j = torch.where(same, iou, torch.zeros_like(iou)).max(1)
-            hit = best >= match_iou
-            if hit.any():
-                labels = labels.clone()
-                labels[hit] = xyxy2xywh((1 - mix) * boxes[hit] + mix * det[j[hit], :4]) / scale
-            new = det[iou.max(0).values < new_iou]
-        cls_all.append(torch.cat([cls, new[:, 5]]))
-        box_all.append(torch.cat([labels, xyxy2xywh(new[:, :4]) / scale]))
-        idx_all.append(torch.full_like(cls_all[-1], i))
+        cls, boxes = refine_targets(
+            batch["cls"][keep], batch["bboxes"][keep], det.to(scale.device).float() / scale, mix, **rule
+        )
+        cls_all.append(cls)
+        box_all.append(boxes)
+        idx_all.append(torch.full_like(cls, i))
     out = dict(batch)
     out["batch_idx"] = torch.cat(idx_all).to(batch["batch_idx"].dtype)
     out["cls"] = torch.cat(cls_all).view(-1, 1).to(batch["cls"].dtype)
-    out["bboxes"] = torch.cat(box_all).clamp(0.0, 1.0).to(batch["bboxes"].dtype)
+    out["bboxes"] = torch.cat(box_all).to(batch["bboxes"].dtype)
     return out
+
+
+class _TeacherInputs(torch.utils.data.Dataset):
+    """A training set's images as the teacher sees them in one pass: long side resized to the training size (the
+    dataset's own ``load_image``), RGB, padded at the right and bottom to a square."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        size = dataset.imgsz
+        self.size = max(size) if isinstance(size, (tuple, list)) else int(size)
+
+    def __len__(self) -> int:
+        return len(self.dataset.labels)
+
+    def __getitem__(self, i: int):
+        im, _, (h, w) = self.dataset.load_image(i)
+        if im.shape[2] == 3:
+            im = im[..., ::-1]  # BGR -> RGB, as Ultralytics' Format transform
+        canvas = np.full((self.size, self.size, im.shape[2]), 114, dtype=np.uint8)
+        canvas[:h, :w] = im
+        return i, torch.from_numpy(canvas).permute(2, 0, 1), torch.tensor([w, h, w, h, 1, 1], dtype=torch.float32)
+
+
+@torch.no_grad()
+def refine_dataset(
+    dataset, teacher: torch.nn.Module, conf: float, mix: float, batch: int = 32, workers: int = 0, after_batch=None
+) -> dict:
+    """Refine the labels of an Ultralytics detection dataset in memory with the teacher's detections on its images.
+
+    The teacher runs once per image (not per augmented batch); ``dataset.labels`` then holds the refined boxes,
+    which the augmentations transform as they transform any label. No file is written. ``after_batch``: called
+    after each teacher forward (to empty the distillation hooks).
+
+    Returns:
+        Counts: ``images``, ``labels`` (before), ``refined`` (labels moved), ``added`` (objects added).
+    """
+    param = next(teacher.parameters())
+    loader = torch.utils.data.DataLoader(_TeacherInputs(dataset), batch_size=batch, num_workers=workers)
+    stats = dict(images=0, labels=0, refined=0, added=0)
+    for index, imgs, scale in loader:
+        out = teacher(imgs.to(param.device, non_blocking=True).to(param.dtype) / 255)
+        if after_batch is not None:
+            after_batch()
+        decoded = out[0] if isinstance(out, (tuple, list)) else out
+        for i, det, s in zip(index.tolist(), teacher_detections(decoded, conf), scale, strict=True):
+            label = dataset.labels[i]
+            boxes = torch.from_numpy(np.asarray(label["bboxes"], dtype=np.float32).reshape(-1, 4))
+            cls = torch.from_numpy(np.asarray(label["cls"], dtype=np.float32).reshape(-1))
+            new_cls, new_boxes = refine_targets(cls, boxes, det.cpu().float() / s, mix)
+            stats["images"] += 1
+            stats["labels"] += len(boxes)
+            stats["refined"] += int((new_boxes[: len(boxes)] != boxes).any(1).sum())
+            stats["added"] += len(new_boxes) - len(boxes)
+            label["cls"] = new_cls.numpy().reshape(-1, 1).astype(np.float32)
+            label["bboxes"] = new_boxes.numpy().astype(np.float32)
+            if len(new_boxes) != len(boxes) and len(label.get("segments") or []):
+                label["segments"] = []  # polygons of the original objects only: no longer one per box
+    return stats

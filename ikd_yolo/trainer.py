@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import time
 from copy import copy
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from .config import KEYS, IKDConfig, default_settings
 from .frequency import epoch_branch_fractions, frequency_augmentations
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
+from .pseudo_labels import refine_dataset
 from .schedule import in_projector_warmup, kd_scale, kd_stop_epoch
 from .teacher import check_teacher_data, check_teacher_student, load_teacher
 
@@ -270,6 +272,30 @@ class IKDTrainer(DetectionTrainer):
             LOGGER.removeFilter(fold)
         if dropped and RANK in {-1, 0}:
             LOGGER.info(f"{PREFIX}teacher frozen ({len(dropped)} parameter tensors)")
+        if self.ikd.kd_labels > 0 and self.ikd.kd_labels_mode == "dataset":
+            self._refine_dataset_labels()
+
+    def _refine_dataset_labels(self) -> None:
+        """kd_labels_mode=dataset: the teacher refines the training set's labels once, in memory (every rank its
+        own copy of the dataset), and the loader restarts so that its workers see them."""
+        model = unwrap_model(self.model)
+        dataset = self.train_loader.dataset
+        start = time.time()
+        stats = refine_dataset(
+            dataset,
+            model.teacher_model,
+            conf=self.ikd.kd_label_conf,
+            mix=self.ikd.kd_labels,
+            batch=self.batch_size,  # per rank
+            workers=min(self.args.workers, 8),
+            after_batch=model._teacher_feats.clear,
+        )
+        self.train_loader.reset()
+        if RANK in {-1, 0}:
+            LOGGER.info(
+                f"{PREFIX}kd_labels: the teacher refined {stats['refined']} of {stats['labels']} labels and added "
+                f"{stats['added']} objects on {stats['images']} training images ({time.time() - start:.1f} s)"
+            )
 
     def resume_training(self, ckpt):
         """Ultralytics' resume, with the data pipeline's random streams moved on to the resumed epoch.

@@ -58,6 +58,8 @@ def test_run_py_trains_with_both_mechanisms(cli_run):
     assert all(r["freq/noise"] + r["freq/crop"] > 0 for r in rows[:2])
     assert rows[2]["freq/noise"] == 0 and rows[2]["freq/crop"] == 0
     assert "frequency augmentation off from epoch 3" in log
+    assert "kd_labels: the teacher refined" in log  # once, before the first epoch (kd_labels_mode=dataset)
+    assert log.count("kd_labels: the teacher refined") == 1
     saved = yaml.safe_load((run / "ikd.yaml").read_text())
     gains = saved.pop("kd_gains")  # the kd_balance calibration's gains, also in the log
     assert set(gains) == {"dis_loss", "cls_kd", "dfl_kd", "adv_loss"}
