@@ -41,7 +41,7 @@ trap 'kill $PACKER 2>/dev/null || true; pack_runs' EXIT
 
 $PY benchmarks/bench_adversarial.py --device "$DEVICE" --imgsz "${BENCH_IMGSZ:-640}" --batch 16 --student yolov8n.yaml \
   --teacher "${BENCH_TEACHER:-yolov8l.yaml}" --steps "${BENCH_STEPS:-10}" --warmup "${BENCH_WARMUP:-3}" \
-  --json "$OUT/bench_adversarial.json" | tee -a "$SUMMARY"
+  ${BENCH_METHODS:+--methods "$BENCH_METHODS"} --json "$OUT/bench_adversarial.json" | tee -a "$SUMMARY"
 
 t0=$(date +%s)
 $PY benchmarks/run_benchmark.py "${SCALE_ARGS[@]}" --prepare-only > "$OUT/prepare.log" 2>&1 || { tail -40 "$OUT/prepare.log"; exit 1; }
