@@ -9,8 +9,11 @@ images and labels:
 
 - ``plain``: the student alone (its detection loss);
 - ``native``: Ultralytics' ``DistillationModel`` (detection + score-weighted feature L2 on clean images);
-- ``ikd-1`` / ``ikd-2`` / ``ikd-5``: ``IKDDistillationModel`` with the adversarial term on and that many
-  MI-DI-FGSM steps (other settings at their defaults, e.g. half of the batch attacked).
+- ``kd``: ``IKDDistillationModel`` with the project's default recipe and the adversarial term off;
+- ``ikd``: the default recipe with the adversarial term on (every setting at its default);
+- ``ikd:key=value:key=value``: ``ikd`` with those IKD settings changed, e.g. ``ikd:adv_steps=1:adv_step_size=0``
+  (one step of the whole budget), ``ikd:adv_scale=0.5`` (the attack at half resolution) or
+  ``ikd:adv_batch_frac=1.0`` (every image attacked).
 
 Each method runs in its own fresh process so that peak memory is its own: ``torch.cuda.max_memory_allocated`` on
 CUDA, the process's peak resident set (VmHWM, which includes Python and the libraries) on CPU. Time is the median of
@@ -34,7 +37,15 @@ from pathlib import Path
 import common
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
-METHODS = ("plain", "native", "ikd-1", "ikd-2", "ikd-5")
+METHODS = (
+    "plain",
+    "native",
+    "kd",
+    "ikd",
+    "ikd:adv_steps=1:adv_step_size=0",
+    "ikd:adv_scale=0.5",
+    "ikd:adv_batch_frac=1.0",
+)
 
 
 def fixed_batch(imgsz: int, batch: int, device) -> dict:
@@ -48,7 +59,7 @@ def fixed_batch(imgsz: int, batch: int, device) -> dict:
 def run_one(method: str, a) -> dict:
     """Time ``a.steps`` training steps of one method in this process; return its figures."""
     import torch
-    from ultralytics.cfg import get_cfg
+    from ultralytics.cfg import get_cfg, smart_value
     from ultralytics.nn.distill_model import DistillationModel
     from ultralytics.nn.tasks import DetectionModel
 
@@ -68,8 +79,13 @@ def run_one(method: str, a) -> dict:
         if method == "native":
             model = DistillationModel(teacher_model=teacher, student_model=student)
         else:
-            steps = int(method.split("-")[1])
-            ikd = IKDConfig.from_mapping({**default_settings(), "adv_steps": steps})
+            name, *pairs = method.split(":")
+            if name not in ("kd", "ikd"):
+                raise SystemExit(f"unknown method {method!r}: plain, native, kd, ikd or ikd:key=value:...")
+            changed = dict(kv.split("=", 1) for kv in pairs)
+            if name == "kd":
+                changed["adv_aug"] = "False"
+            ikd = IKDConfig.from_mapping({**default_settings(), **{k: smart_value(v) for k, v in changed.items()}})
             model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=ikd)
         model.args = args
     model.train()

@@ -5,6 +5,7 @@
     python benchmarks/run_benchmark.py --scale full --grid   # also each IKD mechanism alone and every feature base
     python benchmarks/run_benchmark.py --scale gpu --prepare-only && \
         python benchmarks/run_benchmark.py --scale gpu   # one NVIDIA GPU (device 0), teacher and student cached first
+    python benchmarks/run_benchmark.py --scale gpu --smoke --device cpu --parallel 2   # dry run of a scale, tiny
 
 Headline arms (the same student, from the same initial weights, trained for the same epochs, every seed):
 
@@ -101,25 +102,28 @@ SCALES = {
         device="cpu",
         parallel=1,
     ),
-    # one NVIDIA GPU: the same four arms x 3 seeds, 12 trainings sharing the GPU; the teacher (yolov8s, 1500 images of
-    # its own split) and the pretrained student are trained first and cached (run --prepare-only beforehand)
+    # one NVIDIA GPU: the same four arms x 3 seeds, 12 trainings sharing the GPU (and its machine's CPU cores, which
+    # feed them); the teacher (yolov8s, 1500 images of its own split) and the pretrained student are trained first and
+    # cached (--prepare-only). Sized for 8 minutes on one H100 or H200 with 16 CPU cores: no validation between
+    # epochs (each model is scored from last.pt at the end, as on every scale).
     "gpu": dict(
         data=dict(n_train=1000, n_val=300, imgsz=320, seed=0, **LABEL_NOISE),
         teacher=dict(
             model="yolov8s.yaml",
-            epochs=60,
+            epochs=40,
             batch=32,
             close_mosaic=10,
             data=dict(n_train=1500, n_val=16, imgsz=320, seed=2, **LABEL_NOISE),
         ),
         student="yolov8n.yaml",
-        student_init=dict(data=dict(n_train=1000, n_val=100, imgsz=320, seed=1), epochs=30),
-        epochs=30,
-        close_mosaic=5,
+        student_init=dict(data=dict(n_train=1000, n_val=100, imgsz=320, seed=1), epochs=20, batch=32),
+        epochs=15,
+        close_mosaic=3,
         batch=32,
         seeds=[0, 1, 2],
         device="0",
         parallel=12,
+        train_args=dict(val=False),
     ),
 }
 HEADLINE = ("baseline", "native", "kd", "ikd")  # repeated over every seed of the scale
@@ -331,6 +335,12 @@ def main() -> None:
         "--exact-labels", action="store_true", help="train student and teacher on exact labels (no LABEL_NOISE)"
     )
     p.add_argument("--prepare-only", action="store_true", help="only make the data, teacher and pretrained student")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the scale's pipeline end to end at a tiny size (32 images, 1-2 epochs; own cache folder, meaningless "
+        "figures in results/<scale>-smoke.json): a dry run, e.g. of the gpu scale on a CPU",
+    )
     p.add_argument("--train-one", help=argparse.SUPPRESS)
     p.add_argument("--render", metavar="RESULTS_JSON", help="only rewrite BENCHMARKS.md's table from a results json")
     p.add_argument("--ablations", action="store_true", help="only write the table of this scale's --set runs")
@@ -358,6 +368,16 @@ def main() -> None:
     from ikd_yolo.config import KEYS, IKDConfig, default_settings
 
     cfg = dict(SCALES[a.scale])
+    where = a.scale  # the cache folder
+    if a.smoke:
+        where = f"{a.scale}-smoke"
+        tiny = dict(n_train=32, n_val=16)
+        cfg["data"] = {**cfg["data"], **tiny}
+        if isinstance(cfg["teacher"], dict):
+            cfg["teacher"] = {**cfg["teacher"], "epochs": 1, "data": {**cfg["teacher"].get("data", {}), **tiny}}
+        if cfg.get("student_init"):
+            cfg["student_init"] = {**cfg["student_init"], "epochs": 1, "data": {**cfg["student_init"]["data"], **tiny}}
+        cfg.update(epochs=2, close_mosaic=1)
     if a.exact_labels:  # the data (and the teacher's) without annotation noise: its own folders, runs and results
         exact = set(LABEL_NOISE)
         cfg["data"] = {k: v for k, v in cfg["data"].items() if k not in exact}
@@ -386,7 +406,10 @@ def main() -> None:
     tag = a.tag or "-".join(f"{k}{v}" for k, v in overrides.items())
     if a.exact_labels:
         tag = "exact" + (f"-{tag}" if tag else "")
+    if a.smoke:
+        tag = "smoke" + (f"-{tag}" if tag else "")
     default_run = not overrides and not a.epochs and not a.seeds and not a.methods and not a.exact_labels
+    default_run = default_run and not a.smoke
     start = time.time()
     init = cfg.get("student_init")
     if init and init["data"]["seed"] == cfg["data"]["seed"]:
@@ -394,8 +417,8 @@ def main() -> None:
             f"--scale {a.scale}: student_init's data seed must differ from the benchmark split's "
             f"({cfg['data']['seed']}), or the student is pretrained on the images it is scored on"
         )
-    data, teacher = prepare(a.scale, cfg, device)
-    student = pretrain_student(a.scale, cfg, device)
+    data, teacher = prepare(where, cfg, device)
+    student = pretrain_student(where, cfg, device)
     if a.prepare_only:
         print(f"prepared: data {data}, teacher {teacher}, student {student}")
         return
@@ -425,18 +448,18 @@ def main() -> None:
                     device=device,
                     workers=workers,
                     close_mosaic=cfg["close_mosaic"],
-                    run_dir=str(CACHE / a.scale / "runs" / name),
+                    run_dir=str(CACHE / where / "runs" / name),
                 )
             )
-            if train_args:
-                specs[-1]["train_args"] = train_args
+            if train_args or cfg.get("train_args"):
+                specs[-1]["train_args"] = {**cfg.get("train_args", {}), **train_args}
     print(f"{len(specs)} trainings, {parallel} at a time, on {machine()}", flush=True)
     with ThreadPoolExecutor(parallel) as pool:
         results = list(pool.map(lambda s: run_spec(s, a.fresh), specs))
 
     s = cfg["data"]["imgsz"]
-    teacher_scores = score(teacher, data, s, device, CACHE / a.scale, "teacher_eval")
-    init_scores = score(student, data, s, device, CACHE / a.scale, "student_init_eval") if init else None
+    teacher_scores = score(teacher, data, s, device, CACHE / where, "teacher_eval")
+    init_scores = score(student, data, s, device, CACHE / where, "student_init_eval") if init else None
     by_method: dict[str, list] = {}
     for spec, res in zip(specs, results, strict=True):
         by_method.setdefault(spec["method"], []).append((spec["seed"], res))

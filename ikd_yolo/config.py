@@ -229,6 +229,14 @@ SETTINGS: dict[str, Setting] = {
         0.5, "probability of input diversity (random shrink + zero pad) at each attack step", _ADV, low=0.0, high=1.0
     ),
     "adv_di_rate": _s(0.9, "smallest shrink factor of input diversity", _ADV, low=0.1, high=1.0),
+    "adv_scale": _s(
+        1.0,
+        "resolution of the attack, as a fraction of the training image's side (rounded to a multiple of 32): the "
+        "attack's teacher passes cost about its square; the perturbation found is resized (bilinear) to the image",
+        _ADV,
+        low=0.25,
+        high=1.0,
+    ),
     "adv_batch_frac": _s(0.5, "fraction of each batch that is attacked and used by the term", _ADV, low=0.01, high=1.0),
     "adv_epochs": _s(
         0.667,

@@ -13,20 +13,22 @@ weights. Their trainable parts (MGD's generation blocks, FGD's global-context bl
 **Response terms** (``cls_kd``, ``dfl_kd``; :mod:`ikd_yolo.response_kd`): BCKD on the class logits and LD on the
 DFL bins, from the Detect outputs the hooks already capture.
 
-**Teacher-refined labels** (``kd_labels``; :mod:`ikd_yolo.pseudo_labels`): the teacher's detections on the batch
-correct the labels' boxes and add the objects the labels miss, before the student's detection loss. This is the only
-use of the teacher that does not become a loss term, so it acts in every epoch (the teacher then runs in the
-``close_mosaic`` epochs too).
+**Teacher-refined labels** (``kd_labels``; :mod:`ikd_yolo.pseudo_labels`): the teacher's detections correct the
+labels' boxes and add the objects they miss. With ``kd_labels_mode=dataset`` (default) the trainer refines the
+training set once before the first epoch and nothing happens here; with ``batch`` it happens here, on every batch,
+before the student's detection loss (the teacher then runs in the ``close_mosaic`` epochs too).
 
 **Schedule and calibration** (:mod:`ikd_yolo.schedule`): every KD term is multiplied by ``kd_scale`` (set by the
 trainer each iteration) and by a per-term gain, calibrated on the first batches when ``kd_balance`` is on and kept
 in the buffer ``kd_gain``. During the projector warm-up the feature term trains the projector on detached student
-features. At scale 0 (after the warm-up) the teacher is not run, unless ``kd_labels`` needs its detections.
+features. At scale 0 (after the warm-up), or when every KD term's weight is 0, the teacher is not run (unless
+``kd_labels_mode=batch`` needs its detections).
 
 **Adversarial feature augmentation.** A fraction of the current (already augmented) batch is attacked with
 MI-DI-FGSM against the frozen teacher's classification loss on the batch's ground truth
-(:mod:`ikd_yolo.adversarial`). Teacher and student then run on the adversarial images and the student's projected
-Detect-input features are pulled towards the teacher's (:mod:`ikd_yolo.kd_losses`). The term is reported as
+(:mod:`ikd_yolo.adversarial`), at ``adv_scale`` of the image's resolution (the perturbation is then resized to
+it). Teacher and student then run on the adversarial images and the student's projected Detect-input features are
+pulled towards the teacher's (:mod:`ikd_yolo.kd_losses`). The term is reported as
 ``adv_loss`` (zero when inactive, and in eval mode, because Ultralytics freezes loss columns at the first batch).
 
 Choices made deliberately:
@@ -50,6 +52,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from ultralytics.nn.distill_model import DistillationModel
 
@@ -306,10 +309,14 @@ class IKDDistillationModel(DistillationModel):
         if self._teacher_loss is None:
             self._teacher_loss = TeacherClsLoss(self.teacher_model)
         teacher_loss = self._teacher_loss
+        clean = part["img"].detach()
+        h, w = clean.shape[-2:]
+        size = tuple(max(32, round(v * self.ikd.adv_scale / 32) * 32) for v in (h, w))
+        attacked = clean if size == (h, w) else F.interpolate(clean, size=size, mode="bilinear", align_corners=False)
         try:
             adv_img = mi_di_fgsm(
                 lambda x, scale: teacher_loss(x, part, scale) * ATTACK_LOSS_SCALE,
-                part["img"].detach(),
+                attacked,
                 eps=self.ikd.adv_eps / 255,
                 step=attack_step(self.ikd) / 255,
                 steps=self.ikd.adv_steps,
@@ -324,6 +331,10 @@ class IKDDistillationModel(DistillationModel):
             self._teacher_feats.clear()  # the attack's forwards left graph-holding tensors in the hooks
             self._student_feats.clear()
 
+        if size != (h, w):  # the perturbation found at the attack's resolution, on the full-size images
+            delta = F.interpolate(adv_img - attacked, size=(h, w), mode="bilinear", align_corners=False)
+            eps = self.ikd.adv_eps / 255
+            adv_img = (clean + delta.clamp(-eps, eps)).clamp(0.0, 1.0)
         with torch.no_grad():
             self.teacher_model(adv_img)
         with frozen_bn_statistics(self.student_model):

@@ -4,7 +4,8 @@ Real annotations are imperfect: box edges a few pixels off, some objects never l
 learns the noise (it is told that an unlabelled object is background); a teacher trained on more images has
 averaged most of it out. Its dense outputs are a poor target for a much smaller student (every soft KD term of this
 project lost accuracy on the benchmark as its weight grew), but its *detections* are targets in the form the
-student's own loss already takes. So, per training batch, after the teacher's forward:
+student's own loss already takes. So, for each training image (``kd_labels_mode=dataset``, the default: once, on the
+image as loaded, before the first epoch; ``batch``: on every augmented batch, after the teacher's forward):
 
 - **refine**: a label whose box overlaps a confident teacher detection of the same class (IoU >= ``match_iou``)
   moves towards the detection's box: ``(1 - mix) * label + mix * teacher`` (``mix = kd_labels``);
@@ -13,8 +14,11 @@ student's own loss already takes. So, per training batch, after the teacher's fo
 - labels the teacher does not see are kept as they are.
 
 The student's detection loss (Ultralytics' own assigner and losses) then runs on these targets; no loss term is
-added. Semi-supervised detectors train on a teacher's thresholded detections the same way (Unbiased Teacher, Liu et
-al., ICLR 2021; Soft Teacher, Xu et al., ICCV 2021), here on labelled images, to clean their labels.
+added. Refined once, the labels go through mosaic, affine, flips and the frequency augmentation as the original
+labels would, and the teacher costs one inference pass over the training set instead of a forward per batch; the
+label files on disk are never written. Semi-supervised detectors train on a teacher's thresholded detections the
+same way (Unbiased Teacher, Liu et al., ICLR 2021; Soft Teacher, Xu et al., ICCV 2021), here on labelled images, to
+clean their labels.
 """
 
 from __future__ import annotations

@@ -83,3 +83,17 @@ def test_bf16_autocast_step_is_finite():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, items = model(make_batch(n=2))
     assert torch.isfinite(loss).all() and model.adv_skipped == 0
+
+
+def test_attack_at_reduced_resolution_perturbs_the_full_size_images_within_eps():
+    model = make_model(adv_scale=0.5, adv_steps=2, adv_step_size=0)
+    batch = det_batch(2, size=128)
+    sizes, seen = [], []
+    model.teacher_model.register_forward_pre_hook(lambda m, a: sizes.append(tuple(a[0].shape[-2:])))
+    model.student_model.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    term = model.adversarial_feature_loss(batch)
+    assert torch.isfinite(term).all() and term.item() > 0
+    assert sizes == [(64, 64), (64, 64), (128, 128)]  # two attack steps at half size, then the full-size pass
+    delta = (seen[-1] - batch["img"]).abs()
+    assert seen[-1].shape == batch["img"].shape and 0 < delta.max() <= 8 / 255 + 1e-6
+    assert delta.mean() > 2 / 255  # the whole budget of 8/255 in 2 steps of 4/255 (adv_step_size=0), resized

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Every figure this project needs from a GPU, in one command (one NVIDIA GPU, device 0, offline), in the order of
+# what matters most if the time runs out:
+#
+#   bash benchmarks/gpu_session.sh [OUT_DIR]        (default OUT_DIR: runs/gpu_session)
+#
+# 1. the cost of one training step, as ratios to the plain student (bench_adversarial.py, fp16 AMP, yolov8n student,
+#    yolov8l teacher, 640 px, batch 16): native, kd, ikd and ikd's cheaper options;
+# 2. the gpu scale of run_benchmark.py: the teacher and the pretrained student (--prepare-only, timed apart), then the
+#    4 headline arms x 3 seeds, timed (the benchmark's own budget is 8 minutes).
+# OUT_DIR receives seven files: summary.txt (GPU, commit, step costs, timings), bench_adversarial.json, prepare.log,
+# benchmark.log, gpu.json, BENCHMARKS.md and runs.tar.gz (every training's result, log and results.csv), the last
+# refreshed every 15 s, so that a run cut short still leaves what it finished.
+# A dry run on a CPU, tiny: DEVICE=cpu SMOKE=1 BENCH_IMGSZ=64 BENCH_TEACHER=yolov8s.yaml BENCH_STEPS=2 bash ...
+set -euo pipefail
+OUT=$(realpath -m "${1:-runs/gpu_session}")
+DEVICE=${DEVICE:-0}
+mkdir -p "$OUT"
+export YOLO_OFFLINE=1 PYTHONUNBUFFERED=1 YOLO_AUTOINSTALL=${YOLO_AUTOINSTALL:-false}
+PY=${PYTHON:-python}
+cd "$(dirname "$0")/.."
+SCALE_ARGS=(--scale gpu)
+[ -n "${SMOKE:-}" ] && SCALE_ARGS+=(--smoke --device "$DEVICE" --parallel 2)
+CACHE=benchmarks/cache/bench/gpu${SMOKE:+-smoke}
+SUMMARY="$OUT/summary.txt"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%F), $(nproc) CPU cores"
+  $PY -c "import torch, ultralytics; print('torch', torch.__version__, 'ultralytics', ultralytics.__version__)"
+} | tee "$SUMMARY"
+
+pack_runs() {  # every training's result json, log and results.csv, as one archive (OUT takes few files)
+  mkdir -p "$CACHE"
+  (cd "$CACHE" && find . -maxdepth 3 \( -name '*.json' -o -name '*.log' -o -name results.csv \) -print0 |
+    tar -czf /tmp/gpu_session_runs.tar.gz --null -T -) 2>/dev/null && mv /tmp/gpu_session_runs.tar.gz "$OUT/runs.tar.gz"
+  return 0
+}
+(while sleep 15; do pack_runs; done) &
+PACKER=$!
+trap 'kill $PACKER 2>/dev/null || true; pack_runs' EXIT
+
+$PY benchmarks/bench_adversarial.py --device "$DEVICE" --imgsz "${BENCH_IMGSZ:-640}" --batch 16 --student yolov8n.yaml \
+  --teacher "${BENCH_TEACHER:-yolov8l.yaml}" --steps "${BENCH_STEPS:-10}" --warmup "${BENCH_WARMUP:-3}" \
+  ${BENCH_METHODS:+--methods "$BENCH_METHODS"} --json "$OUT/bench_adversarial.json" | tee -a "$SUMMARY"
+
+t0=$(date +%s)
+$PY benchmarks/run_benchmark.py "${SCALE_ARGS[@]}" --prepare-only > "$OUT/prepare.log" 2>&1 || { tail -40 "$OUT/prepare.log"; exit 1; }
+t1=$(date +%s)
+echo "prepare (data, teacher, pretrained student): $((t1 - t0)) s" | tee -a "$SUMMARY"
+$PY benchmarks/run_benchmark.py "${SCALE_ARGS[@]}" > "$OUT/benchmark.log" 2>&1 || { tail -40 "$OUT/benchmark.log"; exit 1; }
+echo "benchmark (4 arms x 3 seeds, teacher and student cached): $(($(date +%s) - t1)) s" | tee -a "$SUMMARY"
+cp "benchmarks/results/gpu${SMOKE:+-smoke}.json" BENCHMARKS.md "$OUT/"
+sed -n '/^| method/,/^$/p' "$OUT/benchmark.log" | tee -a "$SUMMARY"
