@@ -56,8 +56,9 @@ def _s(default, help, section, choices=None, low=None, high=None) -> Setting:
 SETTINGS: dict[str, Setting] = {
     # --- base feature distillation on clean images ---
     "kd_loss": _s(
-        "pkd",
-        "feature KD loss on the Detect inputs (dis_loss): pkd (1 - Pearson r per channel), cwd, "
+        "none",
+        "feature KD loss on the Detect inputs (dis_loss): none (no feature term: on the benchmark every soft term "
+        "lowered the student trained on kd_labels, BENCHMARKS.md), pkd (1 - Pearson r per channel), cwd, "
         "native (Ultralytics' score-weighted L2, weight `dis`), mgd or fgd",
         _BASE,
         choices=KD_LOSSES,
@@ -103,7 +104,7 @@ SETTINGS: dict[str, Setting] = {
         0.00001, "fgd global (GcBlock relation) weight: the authors' RetinaNet 5e-6 x 2", _BASE, low=0.0, high=1e6
     ),
     "kd_cls_weight": _s(
-        1.0,
+        0.0,
         "classification KD on the Detect class logits (cls_kd): BCE to the teacher's "
         "probabilities weighted by |p_t - p_s|^beta (BCKD, Yang et al. ICCV 2023); 0 = off",
         _BASE,
@@ -112,7 +113,7 @@ SETTINGS: dict[str, Setting] = {
     ),
     "kd_cls_beta": _s(1.0, "exponent of the BCKD weight |p_t - p_s|^beta (paper: 1.0)", _BASE, low=0.0, high=10.0),
     "kd_dfl_weight": _s(
-        1.0,
+        0.0,
         "localisation KD on the DFL bins (dfl_kd): KL at temperature kd_dfl_tau, weighted by the "
         "teacher's class confidence (LD, Zheng et al. CVPR 2022); 0 = off",
         _BASE,

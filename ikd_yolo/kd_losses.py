@@ -113,7 +113,7 @@ def feature_loss(name: str, student: torch.Tensor, teacher: torch.Tensor, tau: f
 
 # --- clean-image bases over levels (kd_loss) ---------------------------------------------------------------------
 
-KD_LOSSES = ("pkd", "cwd", "native", "mgd", "fgd")
+KD_LOSSES = ("none", "pkd", "cwd", "native", "mgd", "fgd")  # none: no feature term
 
 
 class PKDLoss(nn.Module):
@@ -289,8 +289,8 @@ class FGDLoss(nn.Module):
 
 
 def build_kd_module(ikd, channels: list[int]) -> nn.Module | None:
-    """The loss module for ``ikd.kd_loss`` over levels with the given (teacher) channels; None for native."""
-    if ikd.kd_loss == "native":
+    """The loss module for ``ikd.kd_loss`` over levels with the given (teacher) channels; None for native and none."""
+    if ikd.kd_loss in ("native", "none"):
         return None
     if ikd.kd_loss == "pkd":
         return PKDLoss(ikd.kd_pkd_weight)

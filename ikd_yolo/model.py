@@ -144,9 +144,10 @@ class IKDDistillationModel(DistillationModel):
         self.register_buffer("kd_calibrated", torch.tensor(0.0 if ikd.kd_balance > 0 else 1.0, device=device))
         reg_max = [getattr(m.model[-1], "reg_max", 1) for m in (self.teacher_model, self.student_model)]
         self.dfl_kd_on = ikd.kd_dfl_weight > 0 and reg_max[0] == reg_max[1] > 1
-        feature_weight = {"pkd": ikd.kd_pkd_weight, "cwd": ikd.kd_cwd_weight}.get(ikd.kd_loss, 1.0)
+        feature_weight = {"pkd": ikd.kd_pkd_weight, "cwd": ikd.kd_cwd_weight, "none": 0.0}.get(ikd.kd_loss, 1.0)
+        self.feature_term_on = feature_weight > 0  # dis_loss; without it there is no projector warm-up
         # no clean-image term at all (every weight 0): the teacher is not run for them
-        self.soft_terms_on = feature_weight > 0 or ikd.kd_cls_weight > 0 or self.dfl_kd_on
+        self.soft_terms_on = self.feature_term_on or ikd.kd_cls_weight > 0 or self.dfl_kd_on
         # kd_labels_mode=dataset refines the dataset's labels once (the trainer); batch: here, on every batch
         self.labels_per_batch = ikd.kd_labels > 0 and ikd.kd_labels_mode == "batch"
 
@@ -183,7 +184,7 @@ class IKDDistillationModel(DistillationModel):
         """Detection loss followed by the four KD terms (``dis_loss``, ``cls_kd``, ``dfl_kd``, ``adv_loss``)."""
         device = batch["img"].device
         zero = torch.zeros(1, device=device)
-        warmup = self.training and self.projector_warmup
+        warmup = self.training and self.projector_warmup and self.feature_term_on
         calibrating = self.training and not warmup and not self.is_calibrated()
         adv_on = self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0
         kd_on = (self.kd_scale > 0 or calibrating or warmup) and (self.soft_terms_on or adv_on)
@@ -287,10 +288,13 @@ class IKDDistillationModel(DistillationModel):
             self._student_feats.clear()
             return regular_loss, loss_items, {}
         students, teachers, student_head, teacher_head = self.pop_features(detach_student)  # teacher: no graph
-        if self.kd_module is None:
-            terms = {"dis": self.native_term(students, teachers, teacher_head)}
+        terms = {}
+        if not self.feature_term_on:
+            pass
+        elif self.kd_module is None:
+            terms["dis"] = self.native_term(students, teachers, teacher_head)
         else:
-            terms = {"dis": self.kd_module(students, teachers, batch)}
+            terms["dis"] = self.kd_module(students, teachers, batch)
         if detach_student:
             return regular_loss, loss_items, terms
         if self.ikd.kd_cls_weight > 0:

@@ -20,6 +20,9 @@ IMGSZ = 64
 FAST = dict(imgsz=IMGSZ, batch=8, workers=0, plots=False, warmup_epochs=0, exist_ok=False, seed=0, deterministic=False)
 # IKD runs: the kd_balance calibration takes one batch (of the 2 per epoch), so every epoch has KD-active batches
 IKD_FAST = {**FAST, "kd_balance_batches": 1}
+# The soft KD terms (feature base, BCKD, LD): off by default (the labels-only recipe won the benchmark); tests of the
+# terms turn them on
+SOFT = dict(kd_loss="pkd", kd_cls_weight=1.0, kd_dfl_weight=1.0)
 
 
 class Interrupt(Exception):

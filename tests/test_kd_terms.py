@@ -12,7 +12,7 @@ from ikd_yolo.response_kd import bckd_loss, ld_loss
 from ikd_yolo.schedule import grad_norm, in_projector_warmup, kd_scale, kd_stop_epoch
 
 from . import helpers
-from .helpers import IKD_FAST, PICO, det_batch
+from .helpers import IKD_FAST, PICO, SOFT, det_batch
 
 
 def feats(seed=0, n=2, channels=(8, 16), sizes=((8, 6), (4, 3))):
@@ -87,7 +87,7 @@ def test_response_losses_pull_the_student_towards_the_teacher():
 
 
 def make_model(**ikd):
-    return helpers.make_model(**{"adv_aug": False, "freq_aug": False, **ikd})
+    return helpers.make_model(**{"adv_aug": False, "freq_aug": False, **SOFT, **ikd})
 
 
 def batch(n=4):
@@ -140,6 +140,19 @@ def test_kd_off_skips_the_teacher_and_zeroes_every_term():
     model.kd_scale = 1.0
     full, _ = model(batch())
     assert calls and half[3:].tolist() == pytest.approx((full[3:] / 2).tolist(), rel=1e-4)
+
+
+def test_default_recipe_runs_no_teacher_per_batch_and_no_warmup():
+    """The defaults (kd_loss=none, no response term, labels refined once per dataset): with the adversarial term off,
+    a training batch is the student's detection alone, whatever the schedule says."""
+    model = helpers.make_model(adv_aug=False)
+    calls = []
+    model.teacher_model.register_forward_hook(lambda *a: calls.append(1))
+    for warmup, scale in ((True, 0.0), (False, 1.0)):
+        model.set_iteration(scale, warmup)
+        loss, items = model(batch())
+        assert loss[3:].abs().sum() == 0 and loss[:3].sum() > 0
+    assert not calls and not model.feature_term_on and not model.soft_terms_on
 
 
 def test_projector_warmup_trains_the_projector_and_not_the_student():
@@ -214,6 +227,7 @@ def test_trainer_warns_when_a_kd_term_dominates_and_logs_fixed_gains(shapes_data
                 project=str(tmp_path),
                 name="loud",
                 kd_balance=0.0,
+                kd_loss="pkd",
                 kd_pkd_weight=1000.0,
                 kd_warmup_epochs=0.0,
                 adv_aug=False,

@@ -13,7 +13,7 @@ from ikd_yolo.config import IKDConfig
 from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
-from .helpers import IKD_FAST, IMGSZ, ROOT, Interrupt, read_results, run_python
+from .helpers import IKD_FAST, IMGSZ, ROOT, SOFT, Interrupt, read_results, run_python
 
 pytestmark = pytest.mark.slow  # every test here trains end to end or starts processes
 
@@ -32,6 +32,7 @@ def cli_run(shapes_data, teacher_pt, tmp_path_factory):
         "adv_steps=1",
         "adv_epochs=0.34",
         "kd_warmup_epochs=0",  # this test checks every term from epoch 1 on (the resume test keeps the warm-up)
+        *(f"{k}={v}" for k, v in SOFT.items()),  # and the soft terms, off by default
         "freq_noise_p=1.0",
         "freq_crop_p=1.0",
         "export=onnx",
@@ -139,6 +140,7 @@ def test_python_api_via_yolo_train(shapes_data, teacher_pt, tmp_path):
         name="api",
         freq_aug=False,
         adv_aug=False,
+        kd_loss="pkd",
         **IKD_FAST,
     )
     assert isinstance(model.trainer.model, IKDDistillationModel)
@@ -165,6 +167,7 @@ def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_pa
                 adv_steps=1,
                 adv_epochs=0.67,
                 freq_noise_p=0.9,
+                kd_loss="pkd",
                 **IKD_FAST,
             )
         )
