@@ -23,6 +23,10 @@ SCALE_ARGS=(--scale gpu)
 [ -n "${SMOKE:-}" ] && SCALE_ARGS+=(--smoke --device "$DEVICE" --parallel 2)
 CACHE=benchmarks/cache/bench/gpu${SMOKE:+-smoke}
 SUMMARY="$OUT/summary.txt"
+# every package a step below imports, checked before any GPU time is spent (a lent machine may lack some: on
+# 2026-11-26 pycocotools was missing and every scoring step of the benchmark failed after its training)
+$PY -c "import albumentations, cv2, pycocotools.cocoeval, torch, ultralytics, yaml" || {
+  echo "a package is missing: install the project's dependencies (pyproject.toml) first"; exit 1; }
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%F), $(nproc) CPU cores"
