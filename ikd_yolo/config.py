@@ -192,10 +192,17 @@ SETTINGS: dict[str, Setting] = {
         0.08, "noise std on a 0..1 image (ImageNet-C gaussian_noise severity 1)", _FREQ, low=0.0, high=1.0
     ),
     "freq_crop_p": _s(
-        0.5, "probability of a zoom crop on a sample with at least one medium/large object", _FREQ, low=0.0, high=1.0
+        0.5, "probability of a crop on a sample with at least one medium/large object", _FREQ, low=0.0, high=1.0
     ),
     "freq_crop_min_side": _s(
         0.8, "a crop keeps a fraction of each side drawn uniformly from [this, 1]", _FREQ, low=0.1, high=1.0
+    ),
+    "freq_crop_mode": _s(
+        "zoom",
+        "the crop branch: window = the window kept in place at its scale, the rest padded grey (the reference crops "
+        "without resizing); zoom = the window resized to the image",
+        _FREQ,
+        choices=("window", "zoom"),
     ),
     # --- 2. adversarial feature augmentation (loss) ---
     "adv_aug": _s(True, "match student to teacher features on adversarial images made against the teacher", _ADV),

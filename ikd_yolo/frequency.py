@@ -7,8 +7,10 @@ from the sizes of its objects:
   0.0025): with probability ``noise_p`` the whole image gets Gaussian noise (ImageNet-C ``gaussian_noise``,
   severity 1: sigma 0.08 on a 0..1 image) -- extra high-frequency energy, where small objects live;
 - at least one object is medium or large: with probability ``crop_p`` a window keeping a fraction in
-  [``crop_min_side``, 1] of each side is cropped at a random position and resized back to the input size (YOLO
-  batches need one size) -- a zoom that moves content to lower spatial frequencies and removes border context;
+  [``crop_min_side``, 1] of each side is cropped at a random position. ``crop_mode="window"`` keeps the window's
+  pixels where they are, at their scale, and fills the rest with Ultralytics' padding grey (YOLO batches need one
+  size): border context removed, no resampling; ``"zoom"`` resizes the window back to the input size instead, which
+  also moves content to lower spatial frequencies;
 - no objects: left alone.
 
 In Ultralytics the transform runs inside ``Albumentations`` at the end of ``v8_transforms``, after mosaic and
@@ -26,6 +28,8 @@ import torch
 from albumentations.core.transforms_interface import DualTransform
 
 BRANCHES = ("none", "noise", "crop")
+CROP_MODES = ("window", "zoom")
+PAD_VALUE = 114  # Ultralytics' letterbox and mosaic grey
 
 
 def choose_branch(box_areas: np.ndarray, small_object_area: float) -> str:
@@ -74,7 +78,7 @@ def _check_fraction(name: str, value: float, low: float = 0.0, low_open: bool = 
 
 
 class SizeAwareFrequencyAug(DualTransform):
-    """Gaussian noise for all-small samples, zoom crop for samples with a medium or large object.
+    """Gaussian noise for all-small samples, a crop for samples with a medium or large object.
 
     Args:
         small_object_area: Box area, as a fraction of the image area, below which an object is small.
@@ -82,6 +86,7 @@ class SizeAwareFrequencyAug(DualTransform):
         noise_sigma: Noise standard deviation on a 0..1 scale.
         crop_p: Probability of the crop branch on a sample with a non-small object.
         crop_min_side: Smallest fraction of each side the crop keeps.
+        crop_mode: ``window`` (the window in place, the rest padded) or ``zoom`` (the window resized to the image).
         p: Probability of applying the transform at all.
     """
 
@@ -92,6 +97,7 @@ class SizeAwareFrequencyAug(DualTransform):
         noise_sigma: float = 0.08,
         crop_p: float = 1.0,
         crop_min_side: float = 0.8,
+        crop_mode: str = "zoom",
         p: float = 1.0,
     ):
         super().__init__(p=p)
@@ -100,11 +106,14 @@ class SizeAwareFrequencyAug(DualTransform):
         self.noise_sigma = _check_fraction("noise_sigma", noise_sigma)
         self.crop_p = _check_fraction("crop_p", crop_p)
         self.crop_min_side = _check_fraction("crop_min_side", crop_min_side, low_open=True)
+        if crop_mode not in CROP_MODES:
+            raise ValueError(f"SizeAwareFrequencyAug: crop_mode={crop_mode!r} must be one of {CROP_MODES}")
+        self.crop_mode = crop_mode
         # (none, noise, crop) counts shared with forked DataLoader workers, read by the trainer once per epoch
         self.branch_counts = torch.zeros(len(BRANCHES), dtype=torch.int64).share_memory_()
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("small_object_area", "noise_p", "noise_sigma", "crop_p", "crop_min_side")
+        return ("small_object_area", "noise_p", "noise_sigma", "crop_p", "crop_min_side", "crop_mode")
 
     @property
     def targets_as_params(self) -> list[str]:
@@ -138,8 +147,13 @@ class SizeAwareFrequencyAug(DualTransform):
         if branch == "crop":
             h, w = img.shape[:2]
             x0, y0, x1, y1 = window
-            crop = img[int(round(y0 * h)) : int(round(y1 * h)), int(round(x0 * w)) : int(round(x1 * w))]
-            out = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+            rows = slice(int(round(y0 * h)), int(round(y1 * h)))
+            cols = slice(int(round(x0 * w)), int(round(x1 * w)))
+            if self.crop_mode == "window":
+                out = np.full_like(img, PAD_VALUE)
+                out[rows, cols] = img[rows, cols]
+                return out
+            out = cv2.resize(img[rows, cols], (w, h), interpolation=cv2.INTER_LINEAR)
             return out.reshape(img.shape)
         return img
 
@@ -148,12 +162,18 @@ class SizeAwareFrequencyAug(DualTransform):
             return bboxes
         x0, y0, x1, y1 = window
         out = np.array(bboxes, dtype=np.float64, copy=True)
-        out[:, [0, 2]] = ((out[:, [0, 2]] - x0) / (x1 - x0)).clip(0, 1)
-        out[:, [1, 3]] = ((out[:, [1, 3]] - y0) / (y1 - y0)).clip(0, 1)
+        if self.crop_mode == "window":  # boxes stay where they are, cut to the window
+            out[:, [0, 2]] = out[:, [0, 2]].clip(x0, x1)
+            out[:, [1, 3]] = out[:, [1, 3]].clip(y0, y1)
+        else:
+            out[:, [0, 2]] = ((out[:, [0, 2]] - x0) / (x1 - x0)).clip(0, 1)
+            out[:, [1, 3]] = ((out[:, [1, 3]] - y0) / (y1 - y0)).clip(0, 1)
         return out.astype(np.asarray(bboxes).dtype)
 
     def apply_to_keypoints(self, keypoints: np.ndarray, branch: str = "none", window=(0.0, 0.0, 1.0, 1.0), **params):
         if branch != "crop" or not len(keypoints):
+            return keypoints
+        if self.crop_mode == "window":  # the pixels do not move
             return keypoints
         h, w = params["shape"][:2]
         x0, y0, x1, y1 = window
@@ -198,6 +218,7 @@ def frequency_augmentations(current: list | None, ikd) -> list:
                     noise_sigma=ikd.freq_noise_sigma,
                     crop_p=ikd.freq_crop_p,
                     crop_min_side=ikd.freq_crop_min_side,
+                    crop_mode=ikd.freq_crop_mode,
                 )
             )
         )

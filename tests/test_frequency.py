@@ -96,6 +96,24 @@ def test_crop_boxes_match_hand_computed():
     np.testing.assert_array_equal(zoomed, cv2.resize(img[20:100, 10:90], (100, 100), interpolation=cv2.INTER_LINEAR))
 
 
+def test_window_crop_keeps_pixels_and_boxes_in_place_and_pads_the_rest():
+    t = SizeAwareFrequencyAug(crop_p=1.0, crop_mode="window")
+    window = (0.1, 0.2, 0.9, 1.0)
+    boxes = np.array([[0.05, 0.3, 0.5, 0.6, 0, 0], [0.0, 0.0, 0.05, 0.1, 1, 1], [0.8, 0.9, 1.0, 1.0, 2, 2]])
+    out = t.apply_to_bboxes(boxes, branch="crop", window=window)
+    expected = np.array([[0.1, 0.3, 0.5, 0.6], [0.1, 0.2, 0.1, 0.2], [0.8, 0.9, 0.9, 1.0]])  # cut to the window
+    np.testing.assert_allclose(out[:, :4], expected, atol=1e-6)
+    img = natural_image(100)
+    cropped = t.apply(img, branch="crop", window=window)
+    np.testing.assert_array_equal(cropped[20:100, 10:90], img[20:100, 10:90])  # no resampling, no shift
+    assert (cropped[:20] == 114).all() and (cropped[:, :10] == 114).all() and (cropped[:, 90:] == 114).all()
+    # through Ultralytics' wrapper: the object inside the window keeps its pixel box exactly
+    t.set_random_seed(0)
+    result, kept = run(t, natural_image(), [[100, 100, 150, 150], [60, 60, 200, 220]])
+    assert result.shape == (256, 256, 3) and (result == 114).any()
+    np.testing.assert_allclose(kept[0], [100, 100, 150, 150], atol=0.5)
+
+
 def test_crop_through_wrapper_drops_boxes_that_leave_and_keeps_border_boxes():
     img = natural_image()
     for seed in range(5):
@@ -146,7 +164,9 @@ def test_branch_counts_and_fractions():
     assert inner.pop_branch_fractions() == {"none": 0.0, "noise": 0.0, "crop": 0.0}
 
 
-@pytest.mark.parametrize("kw", [{"noise_p": 1.5}, {"small_object_area": 0}, {"crop_min_side": 0}, {"noise_sigma": -1}])
+@pytest.mark.parametrize(
+    "kw", [{"noise_p": 1.5}, {"small_object_area": 0}, {"crop_min_side": 0}, {"noise_sigma": -1}, {"crop_mode": "pan"}]
+)
 def test_bad_arguments_named(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         SizeAwareFrequencyAug(**kw)
