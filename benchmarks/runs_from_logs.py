@@ -116,7 +116,7 @@ def main() -> None:
         "batch": cfg["batch"],
         "data": f"ikd_yolo.demo.shapes, {cfg['data']['n_train']} train / {cfg['data']['n_val']} val images",
         "note": a.note,
-        "scores_from": "the validator line of each training's log (3 decimals); AP by size and peak memory not measured",
+        "scores_from": "the validator line of each training's log (3 decimals); AP by size, peak memory: not measured",
     }
     teacher = {"map50_95": nan, "ap_small": nan, "ap_medium": nan, "ap_large": nan}
     out = {**header, "teacher_scores": teacher, "methods": entries}

@@ -97,7 +97,7 @@ class SizeAwareFrequencyAug(DualTransform):
         noise_sigma: float = 0.08,
         crop_p: float = 1.0,
         crop_min_side: float = 0.8,
-        crop_mode: str = "zoom",
+        crop_mode: str = "window",
         p: float = 1.0,
     ):
         super().__init__(p=p)

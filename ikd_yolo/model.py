@@ -289,11 +289,9 @@ class IKDDistillationModel(DistillationModel):
             return regular_loss, loss_items, {}
         students, teachers, student_head, teacher_head = self.pop_features(detach_student)  # teacher: no graph
         terms = {}
-        if not self.feature_term_on:
-            pass
-        elif self.kd_module is None:
+        if self.feature_term_on and self.kd_module is None:  # kd_loss=native
             terms["dis"] = self.native_term(students, teachers, teacher_head)
-        else:
+        elif self.feature_term_on:
             terms["dis"] = self.kd_module(students, teachers, batch)
         if detach_student:
             return regular_loss, loss_items, terms

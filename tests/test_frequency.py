@@ -75,14 +75,14 @@ def test_noise_branch_raises_high_frequency_share():
 def test_crop_branch_keeps_spectrum_and_size():
     img = natural_image()
     before = high_freq_share(img)
-    out, _ = run(SizeAwareFrequencyAug(crop_p=1.0, noise_p=1.0), img, LARGE)
+    out, _ = run(SizeAwareFrequencyAug(crop_p=1.0, noise_p=1.0, crop_mode="zoom"), img, LARGE)
     assert out.shape == img.shape
     assert not np.array_equal(out, img)
     assert before / 1.5 < high_freq_share(out) < before * 1.5  # a zoom of at most 1.25x: the share barely moves
 
 
 def test_crop_boxes_match_hand_computed():
-    t = SizeAwareFrequencyAug(crop_p=1.0)
+    t = SizeAwareFrequencyAug(crop_p=1.0, crop_mode="zoom")
     window = (0.1, 0.2, 0.9, 1.0)  # keeps 80 % of each side, offset (0.1, 0.2)
     boxes = np.array([[0.1, 0.2, 0.5, 0.6, 0, 0], [0.0, 0.0, 0.05, 0.1, 1, 1], [0.8, 0.9, 1.0, 1.0, 2, 2]])
     out = t.apply_to_bboxes(boxes, branch="crop", window=window)
@@ -117,7 +117,7 @@ def test_window_crop_keeps_pixels_and_boxes_in_place_and_pads_the_rest():
 def test_crop_through_wrapper_drops_boxes_that_leave_and_keeps_border_boxes():
     img = natural_image()
     for seed in range(5):
-        t = SizeAwareFrequencyAug(crop_p=1.0, crop_min_side=0.8)
+        t = SizeAwareFrequencyAug(crop_p=1.0, crop_min_side=0.8, crop_mode="zoom")
         t.set_random_seed(seed)
         border = [[0, 0, 256, 256], [0, 100, 3, 110], [200, 200, 256, 256]]  # full-image, a thin box on the edge
         out, boxes = run(t, img, border)
