@@ -239,7 +239,7 @@ SETTINGS: dict[str, Setting] = {
     "adv_di_rate": _s(0.9, "smallest shrink factor of input diversity", _ADV, low=0.1, high=1.0),
     "adv_scale": _s(
         1.0,
-        "resolution of the attack, as a fraction of the training image's side (rounded to a multiple of 32): the "
+        "resolution of the attack, as a fraction of the training image's side (rounded to the teacher's stride): the "
         "attack's teacher passes cost about its square; the perturbation found is resized (bilinear) to the image",
         _ADV,
         low=0.25,

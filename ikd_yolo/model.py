@@ -313,7 +313,8 @@ class IKDDistillationModel(DistillationModel):
         teacher_loss = self._teacher_loss
         clean = part["img"].detach()
         h, w = clean.shape[-2:]
-        size = tuple(max(32, round(v * self.ikd.adv_scale / 32) * 32) for v in (h, w))
+        stride = int(self.teacher_model.stride.max())  # the attack's input must stay a multiple of it
+        size = tuple(max(stride, round(v * self.ikd.adv_scale / stride) * stride) for v in (h, w))
         attacked = clean if size == (h, w) else F.interpolate(clean, size=size, mode="bilinear", align_corners=False)
         try:
             adv_img = mi_di_fgsm(

@@ -99,20 +99,24 @@ class _TeacherInputs(torch.utils.data.Dataset):
     dataset's own ``load_image``), RGB, padded at the right and bottom to a square."""
 
     def __init__(self, dataset):
+        from ultralytics.data.augment import LetterBox
+
         self.dataset = dataset
         size = dataset.imgsz
-        self.size = max(size) if isinstance(size, (tuple, list)) else int(size)
+        size = max(size) if isinstance(size, (tuple, list)) else int(size)
+        self.pad = LetterBox((size, size), scaleup=False, center=False)  # already resized: pads right and bottom
 
     def __len__(self) -> int:
         return len(self.dataset.labels)
 
     def __getitem__(self, i: int):
         im, _, (h, w) = self.dataset.load_image(i)
+        im = self.pad(image=im)
+        im = im[..., None] if im.ndim == 2 else im
         if im.shape[2] == 3:
             im = im[..., ::-1]  # BGR -> RGB, as Ultralytics' Format transform
-        canvas = np.full((self.size, self.size, im.shape[2]), 114, dtype=np.uint8)
-        canvas[:h, :w] = im
-        return i, torch.from_numpy(canvas).permute(2, 0, 1), torch.tensor([w, h, w, h, 1, 1], dtype=torch.float32)
+        image = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)
+        return i, image, torch.tensor([w, h, w, h, 1, 1], dtype=torch.float32)
 
 
 @torch.no_grad()
