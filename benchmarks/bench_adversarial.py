@@ -13,12 +13,15 @@ images and labels:
 - ``ikd``: the default recipe with the adversarial term on (every setting at its default);
 - ``ikd:key=value:key=value``: ``ikd`` with those IKD settings changed, e.g. ``ikd:adv_steps=1:adv_step_size=0``
   (one step of the whole budget), ``ikd:adv_scale=0.5`` (the attack at half resolution) or
-  ``ikd:adv_batch_frac=1.0`` (every image attacked).
+  ``ikd:adv_batch_frac=1.0`` (every image attacked) or ``ikd:adv_bn=joint`` (the student's clean and adversarial
+  images in one forward).
 
 Each method runs in its own fresh process so that peak memory is its own: ``torch.cuda.max_memory_allocated`` on
 CUDA, the process's peak resident set (VmHWM, which includes Python and the libraries) on CPU. Time is the median of
-``--steps`` timed steps after ``--warmup`` untimed ones. The frequency augmentation is a dataloader cost, measured
-separately by ``bench_frequency.py``.
+``--steps`` timed steps after ``--warmup`` untimed ones; with ``--rounds R`` the list of methods runs R times in
+turn and each method keeps its fastest round (all are in the json). ``--profile FILE`` appends, per method, the
+profiler's table of the operators that took the most time over 3 steps. The frequency augmentation is a
+dataloader cost, measured separately by ``bench_frequency.py``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ METHODS = (
     "ikd:adv_steps=1:adv_step_size=0",
     "ikd:adv_scale=0.5",
     "ikd:adv_batch_frac=1.0",
+    "ikd:adv_bn=joint",
 )
 
 
@@ -112,6 +116,24 @@ def run_one(method: str, a) -> dict:
             times.append(time.perf_counter() - t)
         assert torch.isfinite(loss).all(), f"{method}: non-finite loss {loss}"
     times.sort()
+    if a.profile:  # where one step's time goes, after the timed steps: the top operators by own time
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            for _ in range(3):
+                with torch.autocast(device.type, enabled=cuda):
+                    loss, _ = model.loss(batch)
+                scaler.scale(loss.sum()).backward()
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.synchronize(device)
+        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=sort, row_limit=a.profile_rows)
+        with open(a.profile, "a") as f:
+            f.write(f"\n=== {method}: 3 steps, sorted by {sort} ===\n{table}\n")
     return {
         "method": method,
         "step_ms": 1000 * times[len(times) // 2],
@@ -131,6 +153,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the whole list of methods this many times, in turn (fresh processes), and keep each method's "
+        "fastest median: a GPU's first processes run slower (clocks, caches), which a single round charges to "
+        "whichever method runs first",
+    )
+    p.add_argument("--profile", help="append a profiler table of 3 steps per method (first round) to this file")
+    p.add_argument("--profile-rows", type=int, default=25, help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run a single method in this process
     a = p.parse_args()
@@ -138,19 +170,27 @@ def main() -> None:
         print("RESULT " + json.dumps(run_one(a.one, a)))
         return
 
+    names = a.methods.split(",")
+    rounds: list[list[dict]] = []
+    for r in range(a.rounds):
+        rounds.append([])
+        for method in names:
+            keys = ("student", "teacher", "imgsz", "batch", "device", "steps", "warmup", "profile_rows")
+            cmd = [sys.executable, __file__, "--one", method]
+            cmd += [f"--{k.replace('_', '-')}={getattr(a, k)}" for k in keys]
+            if a.profile and r == 0:
+                cmd.append(f"--profile={a.profile}")
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+            if out.returncode or not line:
+                sys.exit(f"{method} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+            rounds[-1].append(json.loads(line[0][7:]))
+            print(f"  round {r + 1}, {method}: {rounds[-1][-1]['step_ms']:.1f} ms/step", flush=True)
     rows = []
-    for method in a.methods.split(","):
-        cmd = [sys.executable, __file__, "--one", method] + [
-            f"--{k}={v}"
-            for k, v in vars(a).items()
-            if k in ("student", "teacher", "imgsz", "batch", "device", "steps", "warmup")
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-        if out.returncode or not line:
-            sys.exit(f"{method} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-        rows.append(json.loads(line[0][7:]))
-        print(f"  {method}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
+    for i in range(len(names)):  # each method's fastest round; every round's median kept in the json
+        runs = [rnd[i] for rnd in rounds]
+        best = min(runs, key=lambda row: row["step_ms"])
+        rows.append({**best, "step_ms_rounds": [row["step_ms"] for row in runs]})
     base = rows[0]
     for r in rows:
         r["time_ratio"] = r["step_ms"] / base["step_ms"]
@@ -158,7 +198,8 @@ def main() -> None:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d")
     print(
         f"\nstudent {a.student}, teacher {a.teacher}, imgsz {a.imgsz}, batch {a.batch}, device {base['device']} "
-        f"({os.cpu_count()} CPUs), {stamp}; median of {a.steps} steps; memory: {base['mem_kind']}"
+        f"({os.cpu_count()} CPUs), {stamp}; median of {a.steps} steps after {a.warmup}, fastest of {a.rounds} "
+        f"round(s); memory: {base['mem_kind']}"
     )
     print(f"{'method':<8} {'ms/step':>9} {'x plain':>8} {'peak MB':>9} {'x plain':>8}")
     for r in rows:

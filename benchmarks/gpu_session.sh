@@ -8,10 +8,12 @@
 #    yolov8l teacher, 640 px, batch 16): native, kd, ikd and ikd's cheaper options;
 # 2. the gpu scale of run_benchmark.py: the teacher and the pretrained student (--prepare-only, timed apart), then the
 #    4 headline arms x 3 seeds, timed (the benchmark's own budget is 8 minutes).
-# OUT_DIR receives seven files: summary.txt (GPU, commit, step costs, timings), bench_adversarial.json, prepare.log,
-# benchmark.log, gpu.json, BENCHMARKS.md and runs.tar.gz (every training's result, log and results.csv), the last
-# refreshed every 15 s, so that a run cut short still leaves what it finished.
-# A dry run on a CPU, tiny: DEVICE=cpu SMOKE=1 BENCH_IMGSZ=64 BENCH_TEACHER=yolov8s.yaml BENCH_STEPS=2 bash ...
+# OUT_DIR receives eight files: summary.txt (GPU, commit, step costs, timings), bench_adversarial.json, profile.txt
+# (where each method's step time goes), prepare.log, benchmark.log, gpu.json, BENCHMARKS.md and runs.tar.gz (every
+# training's result, log and results.csv), the last refreshed every 15 s, so that a run cut short still leaves what
+# it finished. SKIP_SCALE=1: step 1 only.
+# A dry run on a CPU, tiny: DEVICE=cpu SMOKE=1 BENCH_IMGSZ=64 BENCH_TEACHER=yolov8s.yaml BENCH_STEPS=2 BENCH_WARMUP=1 \
+#   BENCH_ROUNDS=1 bash ...
 set -euo pipefail
 OUT=$(realpath -m "${1:-runs/gpu_session}")
 DEVICE=${DEVICE:-0}
@@ -44,8 +46,10 @@ PACKER=$!
 trap 'kill $PACKER 2>/dev/null || true; pack_runs' EXIT
 
 $PY benchmarks/bench_adversarial.py --device "$DEVICE" --imgsz "${BENCH_IMGSZ:-640}" --batch 16 --student yolov8n.yaml \
-  --teacher "${BENCH_TEACHER:-yolov8l.yaml}" --steps "${BENCH_STEPS:-10}" --warmup "${BENCH_WARMUP:-3}" \
+  --teacher "${BENCH_TEACHER:-yolov8l.yaml}" --steps "${BENCH_STEPS:-20}" --warmup "${BENCH_WARMUP:-10}" \
+  --rounds "${BENCH_ROUNDS:-2}" --profile "$OUT/profile.txt" \
   ${BENCH_METHODS:+--methods "$BENCH_METHODS"} --json "$OUT/bench_adversarial.json" | tee -a "$SUMMARY"
+[ -n "${SKIP_SCALE:-}" ] && exit 0  # the step costs only
 
 t0=$(date +%s)
 $PY benchmarks/run_benchmark.py "${SCALE_ARGS[@]}" --prepare-only > "$OUT/prepare.log" 2>&1 || { tail -40 "$OUT/prepare.log"; exit 1; }

@@ -246,6 +246,16 @@ SETTINGS: dict[str, Setting] = {
         high=1.0,
     ),
     "adv_batch_frac": _s(0.5, "fraction of each batch that is attacked and used by the term", _ADV, low=0.01, high=1.0),
+    "adv_bn": _s(
+        "batch",
+        "the student's BatchNorm on the adversarial images: batch = their own forward, normalised by their own batch "
+        "statistics, running statistics left as they were; running = their own forward, normalised by the running "
+        "statistics (BatchNorm frozen, as the reference's backbone); joint = one forward of the clean and the "
+        "adversarial images together (shared batch statistics, running statistics updated on both; one student "
+        "pass fewer)",
+        _ADV,
+        choices=("batch", "running", "joint"),
+    ),
     "adv_epochs": _s(
         0.667,
         "fraction of the epochs (from the start) during which the term is on (reference: 16/24)",

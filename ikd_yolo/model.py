@@ -38,9 +38,13 @@ Choices made deliberately:
 
 - The attack differentiates with respect to the input only (``torch.autograd.grad``), so no parameter ever holds
   a gradient from it and DDP's reducer is untouched.
-- The student runs on adversarial images in train mode (batch statistics, as for clean images) but its BatchNorm
-  running statistics are left as they were, so that evaluation statistics describe clean images only.
-- A batch on which the attack produces a non-finite gradient skips the term (counted in ``adv_skipped``).
+- The student's BatchNorm on adversarial images (``adv_bn``): by default a forward of their own in train mode (their
+  own batch statistics, as for clean images) that leaves the running statistics as they were, so that evaluation
+  statistics describe clean images only; ``running`` normalises them by the running statistics instead; ``joint``
+  runs them in the same forward as the clean batch (one student pass fewer).
+- A batch on which the attack produces a non-finite gradient skips the term (counted in ``adv_skipped``); the
+  attack itself does not wait for the GPU to check each step, the term is checked once.
+- When no clean-image KD term is on (the default recipe), the teacher runs on the attacked images only.
 - The calibration's gradients are taken with ``torch.autograd.grad`` too (no parameter's ``.grad`` is touched).
 """
 
@@ -56,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 from ultralytics.nn.distill_model import DistillationModel
 
-from .adversarial import AttackFailed, TeacherClsLoss, mi_di_fgsm
+from .adversarial import TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
 from .kd_losses import FEATURE_LOSSES, build_kd_module, feature_loss
 from .pseudo_labels import refine_labels, teacher_detections
@@ -86,6 +90,32 @@ def frozen_bn_statistics(model: nn.Module):
         for m, (momentum, tracked) in zip(bns, saved, strict=True):
             m.momentum = momentum
             m.num_batches_tracked.copy_(tracked)
+
+
+@contextlib.contextmanager
+def running_bn_statistics(model: nn.Module):
+    """Run ``model`` with its BatchNorm layers normalising by their running statistics (eval mode), which stay as
+    they are; every other layer keeps its mode. Gradients flow through the fixed normalisation."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.train()
+
+
+def take(obj, index: slice):
+    """``obj`` (a tensor, or lists, tuples and dicts of them, as Ultralytics' training outputs) sliced on the batch
+    dimension."""
+    if isinstance(obj, torch.Tensor):
+        return obj[index]
+    if isinstance(obj, dict):
+        return {k: take(v, index) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(take(v, index) for v in obj)
+    return obj
 
 
 def attack_step(ikd: IKDConfig) -> float:
@@ -136,6 +166,7 @@ class IKDDistillationModel(DistillationModel):
         self._teacher_loss: TeacherClsLoss | None = None
         self._balance: GradientBalance | None = None
         self._calibrated: bool | None = None  # mirror of the kd_calibrated buffer, read on first use
+        self._adv_student_feats: dict = {}  # adv_bn=joint: the student's hooked outputs on the adversarial images
         device = next(self.projector.parameters()).device
         channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
         kd_module = build_kd_module(ikd, channels)
@@ -157,6 +188,7 @@ class IKDDistillationModel(DistillationModel):
         state["_teacher_loss"] = None
         state["_balance"] = None
         state["_calibrated"] = None  # a copy (EMA, checkpoint) reads its own buffer
+        state["_adv_student_feats"] = {}
         return state
 
     # --- the trainer's interface: one call per batch, two per epoch ---------------------------------------------
@@ -207,9 +239,15 @@ class IKDDistillationModel(DistillationModel):
             bs = batch["img"].shape[0]
             return torch.cat([regular, terms["dis"].reshape(1) * bs, zero.repeat(len(KD_TERMS) - 1)]), items
 
-        regular, items, terms = self.clean_kd_terms(batch)
-        if adv_on:
-            terms["adv"] = self.adversarial_feature_loss(batch) * self.ikd.adv_weight
+        if adv_on and self.ikd.adv_bn == "joint":  # one student forward of the clean and adversarial images
+            adv_img = self.adversarial_images(batch)
+            regular, items, terms = self.clean_kd_terms(batch, extra=adv_img)
+            terms["adv"] = self.adversarial_term(adv_img, self._adv_student_feats) * self.ikd.adv_weight
+            self._adv_student_feats = {}
+        else:
+            regular, items, terms = self.clean_kd_terms(batch)
+            if adv_on:
+                terms["adv"] = self.adversarial_feature_loss(batch) * self.ikd.adv_weight
         bs = batch["img"].shape[0]
         if calibrating:
             self.calibrate(regular.sum(), {k: v * bs for k, v in terms.items()})
@@ -269,19 +307,31 @@ class IKDDistillationModel(DistillationModel):
             total = total + self.loss_sl2(s, t, feat_idx=i, teacher_scores=weights) * self.dis
         return total
 
-    def clean_kd_terms(self, batch: dict, detach_student: bool = False, kd_terms: bool = True):
+    def clean_kd_terms(self, batch: dict, detach_student: bool = False, kd_terms: bool = True, extra=None):
         """Teacher and student forwards on the clean batch: detection loss (on the teacher-refined labels when
         ``kd_labels`` is on), its items, and the unweighted-by-schedule KD terms ``dis`` (feature base), ``cls`` and
         ``dfl`` (response). ``detach_student``: the projector warm-up, only ``dis``, on student features cut from the
-        student's graph. ``kd_terms=False``: the detection loss alone."""
+        student's graph. ``kd_terms=False``: the detection loss alone. ``extra``: images that the student sees in the
+        same forward, after the batch's (``adv_bn=joint``); their hooked features are left in
+        ``_adv_student_feats``."""
         self._teacher_feats.clear()
         self._student_feats.clear()
-        with torch.no_grad():
-            out = self.teacher_model(batch["img"])  # hooks capture teacher features
+        kd_terms = kd_terms and self.soft_terms_on  # e.g. the adversarial term alone: no clean-image KD term
+        if kd_terms or self.labels_per_batch:  # otherwise nothing reads the teacher's clean-image outputs
+            with torch.no_grad():
+                out = self.teacher_model(batch["img"])  # hooks capture teacher features
         if self.labels_per_batch:
             decoded = out[0] if isinstance(out, (tuple, list)) else out
             batch = refine_labels(batch, teacher_detections(decoded, self.ikd.kd_label_conf), self.ikd.kd_labels)
-        preds = self.student_model(batch["img"])  # hooks capture student features
+        if extra is None:
+            preds = self.student_model(batch["img"])  # hooks capture student features
+        else:
+            n = batch["img"].shape[0]
+            preds = take(self.student_model(torch.cat([batch["img"], extra.to(batch["img"].dtype)])), slice(0, n))
+            hooked = dict(self._student_feats)
+            self._student_feats.clear()  # the hooks' own dict: emptied and refilled, never replaced
+            self._student_feats.update({k: take(v, slice(0, n)) for k, v in hooked.items()})
+            self._adv_student_feats = {k: take(v, slice(n, None)) for k, v in hooked.items()}
         regular_loss, loss_items = self.student_model.loss(batch, preds)
         if not kd_terms:
             self._teacher_feats.clear()
@@ -304,8 +354,36 @@ class IKDDistillationModel(DistillationModel):
         return regular_loss, loss_items, terms
 
     def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
-        """Attack part of the batch against the teacher and match student to teacher features on it."""
-        device = batch["img"].device
+        """Attack part of the batch against the teacher and match student to teacher features on it, with a student
+        forward of its own (``adv_bn`` batch or running)."""
+        adv_img = self.adversarial_images(batch)
+        bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
+        self._student_feats.clear()
+        with bn(self.student_model):
+            self.student_model(adv_img)
+        hooked = dict(self._student_feats)
+        return self.adversarial_term(adv_img, hooked)
+
+    def adversarial_term(self, adv_img: torch.Tensor, student_hooked: dict) -> torch.Tensor:
+        """The feature loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same
+        images (zero, and counted in ``adv_skipped``, when it is not finite: e.g. a failed attack)."""
+        self._teacher_feats.clear()
+        with torch.no_grad():
+            self.teacher_model(adv_img)
+        self._student_feats.clear()
+        self._student_feats.update(student_hooked)
+        total = torch.zeros(1, device=adv_img.device)
+        students, teachers, _, _ = self.pop_features()
+        for student_feat, teacher_feat in zip(students, teachers, strict=True):
+            total = total + feature_loss(adv_loss_name(self.ikd), student_feat, teacher_feat, self.ikd.adv_cwd_tau)
+        if not torch.isfinite(total).all():  # the term's one wait for the GPU
+            self.adv_skipped += 1
+            return torch.zeros(1, device=adv_img.device)
+        return total
+
+    def adversarial_images(self, batch: dict) -> torch.Tensor:
+        """The attacked part of the batch (its first ``adv_batch_frac``) made adversarial against the teacher at
+        ``adv_scale`` of its resolution, detached (NaN where the attack's gradient was not finite)."""
         n = max(1, math.ceil(self.ikd.adv_batch_frac * batch["img"].shape[0]))
         part = sub_batch(batch, n)
         if self._teacher_loss is None:
@@ -326,10 +404,8 @@ class IKDDistillationModel(DistillationModel):
                 decay=self.ikd.adv_decay,
                 di_prob=self.ikd.adv_di_prob,
                 di_rate=self.ikd.adv_di_rate,
+                check_finite=False,  # a non-finite step makes adv_img NaN: caught by adversarial_term's one check
             )
-        except AttackFailed:
-            self.adv_skipped += 1
-            return torch.zeros(1, device=device)
         finally:
             self._teacher_feats.clear()  # the attack's forwards left graph-holding tensors in the hooks
             self._student_feats.clear()
@@ -338,15 +414,4 @@ class IKDDistillationModel(DistillationModel):
             delta = F.interpolate(adv_img - attacked, size=(h, w), mode="bilinear", align_corners=False)
             eps = self.ikd.adv_eps / 255
             adv_img = (clean + delta.clamp(-eps, eps)).clamp(0.0, 1.0)
-        with torch.no_grad():
-            self.teacher_model(adv_img)
-        with frozen_bn_statistics(self.student_model):
-            self.student_model(adv_img)
-        total = torch.zeros(1, device=device)
-        students, teachers, _, _ = self.pop_features()
-        for student_feat, teacher_feat in zip(students, teachers, strict=True):
-            total = total + feature_loss(adv_loss_name(self.ikd), student_feat, teacher_feat, self.ikd.adv_cwd_tau)
-        if not torch.isfinite(total).all():
-            self.adv_skipped += 1
-            return torch.zeros(1, device=device)
-        return total
+        return adv_img

@@ -258,6 +258,12 @@ def test_non_finite_gradient_raises(batch, bad):
         mi_di_fgsm(lambda x, s: x.sum() * bad, batch["img"], steps=2)
 
 
+def test_unchecked_non_finite_gradient_leaves_nan_images(batch):
+    """check_finite=False (no wait for the GPU per step): a bad step makes the result NaN for the caller to detect."""
+    adv = mi_di_fgsm(lambda x, s: x.sum() * float("nan"), batch["img"], steps=2, check_finite=False)
+    assert adv.isnan().all()
+
+
 def test_loss_fn_must_return_scalar(batch):
     with pytest.raises(ValueError):
         mi_di_fgsm(lambda x, s: x * 2, batch["img"], steps=1)

@@ -155,6 +155,17 @@ def test_default_recipe_runs_no_teacher_per_batch_and_no_warmup():
     assert not calls and not model.feature_term_on and not model.soft_terms_on
 
 
+def test_default_ikd_runs_the_teacher_on_the_attacked_images_only():
+    """The default IKD recipe has no clean-image KD term: the teacher runs in the attack (adv_steps passes) and once
+    on the adversarial images, always on the attacked part of the batch, never on the whole clean batch."""
+    model = helpers.make_model(adv_batch_frac=0.5, adv_steps=2, kd_balance=0.0)
+    sizes = []
+    model.teacher_model.register_forward_pre_hook(lambda m, a: sizes.append(a[0].shape[0]))
+    model.set_iteration(1.0, False)
+    loss, items = model(batch())
+    assert sizes == [2, 2, 2] and items["adv_loss"].item() > 0 and torch.isfinite(loss).all()
+
+
 def test_projector_warmup_trains_the_projector_and_not_the_student():
     model = make_model(kd_balance=0.0)
     model.projector_warmup = True

@@ -2,9 +2,10 @@
 
 import copy
 
+import pytest
 import torch
 
-from ikd_yolo.model import frozen_bn_statistics
+from ikd_yolo.model import frozen_bn_statistics, take
 
 from . import helpers
 from .helpers import det_batch
@@ -46,6 +47,51 @@ def test_loss_items_and_inactive_phase():
     model.eval()
     loss, items = model(batch)
     assert "adv_loss" in items and items["adv_loss"].item() == 0
+
+
+def test_attack_with_a_non_finite_gradient_skips_the_term():
+    model = make_model()
+    model._teacher_loss = lambda x, part, scale: x.sum() * float("nan")  # the attack's objective blows up
+    term = model.adversarial_feature_loss(make_batch())
+    assert term.item() == 0 and model.adv_skipped == 1
+    assert not model._teacher_feats and not model._student_feats  # no graph-holding tensor left in the hooks
+
+
+@pytest.mark.parametrize("mode", ["batch", "running"])
+def test_adv_bn_modes_of_the_separate_adversarial_forward(mode):
+    """batch: the adversarial images' own batch statistics; running: the running statistics (BatchNorm in eval mode
+    for that forward only). Neither moves the running statistics; every BatchNorm is back in train mode after."""
+    model = make_model(adv_bn=mode)
+    bns = [m for m in model.student_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    modes = []
+    bns[0].register_forward_pre_hook(lambda m, a: modes.append(m.training))
+    stats = {k: v.clone() for k, v in model.student_model.state_dict().items() if "running" in k}
+    term = model.adversarial_feature_loss(make_batch())
+    assert torch.isfinite(term).all() and term.item() > 0 and term.requires_grad
+    assert modes == [mode == "batch"] and all(m.training for m in bns)
+    for k, v in model.student_model.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, stats[k]), k
+
+
+def test_adv_bn_joint_runs_the_student_once_on_clean_and_adversarial_images():
+    model = make_model(adv_bn="joint", adv_batch_frac=0.5, kd_balance=0.0)
+    twin = copy.deepcopy(model)  # the attack draws nothing at random here (adv_di_prob=0)
+    batch = make_batch(n=4)
+    sizes = []
+    model.student_model.register_forward_pre_hook(lambda m, a: sizes.append(a[0].shape[0]))
+    loss, items = model(batch)
+    assert sizes == [4 + 2]  # one forward: 4 clean images and the 2 attacked ones
+    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0 and items["dis_loss"].item() > 0
+    loss.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
+    assert not model._adv_student_feats and not model._student_feats and not model._teacher_feats
+    # the detection loss is the student's on the clean part of that forward, against the batch's own labels
+    adv = twin.adversarial_images(batch)
+    preds = twin.student_model(torch.cat([batch["img"], adv]))
+    _, ref = twin.student_model.loss(batch, take(preds, slice(0, 4)))
+    assert items["box_loss"].item() == pytest.approx(ref["box_loss"].item(), rel=1e-5)
+    assert items["cls_loss"].item() == pytest.approx(ref["cls_loss"].item(), rel=1e-5)
 
 
 def test_adversarial_forward_leaves_bn_running_stats():
