@@ -204,6 +204,14 @@ SETTINGS: dict[str, Setting] = {
         _FREQ,
         choices=("window", "zoom"),
     ),
+    "freq_stage": _s(
+        "sample",
+        "where the frequency augmentation runs: sample = on each training sample after mosaic and affine, by its "
+        "boxes; source = on each source image as loaded, before mosaic, by that image's own boxes (as the reference "
+        "decides per image)",
+        _FREQ,
+        choices=("sample", "source"),
+    ),
     # --- 2. adversarial feature augmentation (loss) ---
     "adv_aug": _s(True, "match student to teacher features on adversarial images made against the teacher", _ADV),
     "adv_weight": _s(

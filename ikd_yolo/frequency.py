@@ -13,9 +13,12 @@ from the sizes of its objects:
   also moves content to lower spatial frequencies;
 - no objects: left alone.
 
-In Ultralytics the transform runs inside ``Albumentations`` at the end of ``v8_transforms``, after mosaic and
-affine, so the rule sees the boxes of the final training sample in training pixels, and ``small_object_area``
-is a fraction of the training image: 0.0025 is 32x32 px at imgsz 640 and 16x16 px at imgsz 320.
+Where it runs (``freq_stage``): ``sample`` (default) inside Ultralytics' ``Albumentations`` at the end of
+``v8_transforms``, after mosaic and affine, so the rule sees the boxes of the final training sample in training
+pixels, and ``small_object_area`` is a fraction of the training image: 0.0025 is 32x32 px at imgsz 640 and 16x16 px
+at imgsz 320. ``source``: on each source image as the dataset loads it (:class:`SourceImageFrequency`), before
+mosaic, by that image's own boxes, as the reference decides per COCO image (where a mosaic of four images rarely
+holds small objects only, a source image often does).
 """
 
 from __future__ import annotations
@@ -120,25 +123,30 @@ class SizeAwareFrequencyAug(DualTransform):
         return ["bboxes"]
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        boxes = np.asarray(data.get("bboxes", []), dtype=np.float64)
+        return self.draw(data.get("bboxes", []), self.py_random)
+
+    def draw(self, boxes, rng) -> dict[str, Any]:
+        """The branch and its parameters for a sample with ``boxes`` (normalised ``x_min, y_min, x_max, y_max``
+        first), drawn from ``rng`` (a ``random.Random``-like object); counted in ``branch_counts``."""
+        boxes = np.asarray(boxes, dtype=np.float64)
         boxes = boxes.reshape(-1, boxes.shape[-1]) if boxes.size else np.zeros((0, 4))
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if len(boxes) else np.zeros(0)
         candidate = choose_branch(areas, self.small_object_area)
         branch = "none"
-        if candidate == "noise" and self.py_random.random() < self.noise_p:
+        if candidate == "noise" and rng.random() < self.noise_p:
             branch = "noise"
-        elif candidate == "crop" and self.py_random.random() < self.crop_p:
+        elif candidate == "crop" and rng.random() < self.crop_p:
             branch = "crop"
         self.branch_counts[BRANCHES.index(branch)] += 1
         out: dict[str, Any] = {"branch": branch, "window": (0.0, 0.0, 1.0, 1.0), "noise_seed": 0}
         if branch == "crop":
-            fw = self.py_random.uniform(self.crop_min_side, 1.0)
-            fh = self.py_random.uniform(self.crop_min_side, 1.0)
-            x0 = self.py_random.uniform(0.0, 1.0 - fw)
-            y0 = self.py_random.uniform(0.0, 1.0 - fh)
+            fw = rng.uniform(self.crop_min_side, 1.0)
+            fh = rng.uniform(self.crop_min_side, 1.0)
+            x0 = rng.uniform(0.0, 1.0 - fw)
+            y0 = rng.uniform(0.0, 1.0 - fh)
             out["window"] = (x0, y0, x0 + fw, y0 + fh)  # normalised x_min, y_min, x_max, y_max
         elif branch == "noise":
-            out["noise_seed"] = self.py_random.randrange(2**31)
+            out["noise_seed"] = rng.randrange(2**31)
         return out
 
     def apply(self, img: np.ndarray, branch: str = "none", window=(0.0, 0.0, 1.0, 1.0), noise_seed: int = 0, **_):
@@ -193,6 +201,79 @@ class SizeAwareFrequencyAug(DualTransform):
 # --- wiring into Ultralytics' pipeline ----------------------------------------------------------------------
 
 
+def build_transform(ikd) -> SizeAwareFrequencyAug:
+    """The transform with the run's ``freq_*`` settings (``ikd``: an :class:`~ikd_yolo.config.IKDConfig`)."""
+    return SizeAwareFrequencyAug(
+        small_object_area=ikd.freq_small_area,
+        noise_p=ikd.freq_noise_p,
+        noise_sigma=ikd.freq_noise_sigma,
+        crop_p=ikd.freq_crop_p,
+        crop_min_side=ikd.freq_crop_min_side,
+        crop_mode=ikd.freq_crop_mode,
+    )
+
+
+class SourceImageFrequency:
+    """``freq_stage=source``: the transform on each source image as the dataset loads it, before mosaic.
+
+    Installed as the training dataset's ``get_image_and_label`` (an instance attribute, so Ultralytics' ``Mosaic``,
+    which loads its other tiles through that method, gets them augmented too). The branch is chosen from the boxes
+    of that source image alone, as fractions of its own area, which is how the reference decides per COCO image; its
+    draws come from Python's ``random``, which Ultralytics seeds per run and per dataloader worker. Boxes cut to
+    less than a pixel by a crop are dropped with their classes. Detection labels only (boxes; no segments or
+    keypoints).
+    """
+
+    def __init__(self, dataset, transform: SizeAwareFrequencyAug):
+        self.dataset = dataset
+        self.transform = transform
+
+    @classmethod
+    def install(cls, dataset, ikd) -> SourceImageFrequency:
+        hook = cls(dataset, build_transform(ikd))
+        dataset.get_image_and_label = hook
+        return hook
+
+    @staticmethod
+    def remove(dataset) -> bool:
+        """Take the hook out of ``dataset``; whether there was one."""
+        if isinstance(dataset.__dict__.get("get_image_and_label"), SourceImageFrequency):
+            del dataset.get_image_and_label
+            return True
+        return False
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        import random
+
+        label = type(self.dataset).get_image_and_label(self.dataset, index)
+        return self.apply(label, random)
+
+    def apply(self, label: dict[str, Any], rng) -> dict[str, Any]:
+        """The transform on one Ultralytics label dict (``img`` and ``instances``), drawn from ``rng``."""
+        img, instances = label["img"], label["instances"]
+        if instances.segments.size or instances.keypoints is not None:
+            raise NotImplementedError("freq_stage=source handles detection labels (boxes) only")
+        h, w = img.shape[:2]
+        fmt, normalized = instances._bboxes.format, instances.normalized
+        instances.convert_bbox("xyxy")
+        if not normalized:
+            instances.normalize(w, h)
+        params = self.transform.draw(instances.bboxes, rng)
+        label["img"] = self.transform.apply(img, **params)
+        if params["branch"] == "crop" and len(instances):
+            boxes = self.transform.apply_to_bboxes(instances.bboxes, **params)
+            instances.update(bboxes=boxes)
+            keep = ((boxes[:, 2] - boxes[:, 0]) * w >= 1) & ((boxes[:, 3] - boxes[:, 1]) * h >= 1)
+            if not keep.all():
+                instances = instances[keep]
+                label["cls"] = label["cls"][keep]
+        if not normalized:
+            instances.denormalize(w, h)
+        instances.convert_bbox(fmt)
+        label["instances"] = instances
+        return label
+
+
 def frequency_augmentations(current: list | None, ikd) -> list:
     """Ultralytics' albumentations list with IKD's frequency transform appended (as ``A.to_dict`` dicts).
 
@@ -209,25 +290,17 @@ def frequency_augmentations(current: list | None, ikd) -> list:
     name = SizeAwareFrequencyAug.get_class_fullname()
     kept = [t if isinstance(t, dict) else A.to_dict(t) for t in current]
     kept = [t for t in kept if t.get("transform", {}).get("__class_fullname__") != name]
-    if ikd.freq_aug:
-        kept.append(
-            A.to_dict(
-                SizeAwareFrequencyAug(
-                    small_object_area=ikd.freq_small_area,
-                    noise_p=ikd.freq_noise_p,
-                    noise_sigma=ikd.freq_noise_sigma,
-                    crop_p=ikd.freq_crop_p,
-                    crop_min_side=ikd.freq_crop_min_side,
-                    crop_mode=ikd.freq_crop_mode,
-                )
-            )
-        )
+    if ikd.freq_aug and ikd.freq_stage == "sample":
+        kept.append(A.to_dict(build_transform(ikd)))
     return kept
 
 
 def epoch_branch_fractions(dataset) -> dict[str, float] | None:
     """The fraction of training samples per branch since the last call (the transform's counters, shared with the
     dataloader workers, are reset), or None when the dataset's pipeline holds no frequency transform."""
+    hook = dataset.__dict__.get("get_image_and_label")
+    if isinstance(hook, SourceImageFrequency):
+        return hook.transform.pop_branch_fractions()
     stack = [dataset.transforms]
     while stack:
         t = stack.pop()

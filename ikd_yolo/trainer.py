@@ -8,7 +8,8 @@ what happens at each epoch and batch. Each mechanism lives in its own module:
 - the teacher (``teacher=`` or Ultralytics' own ``distill_model=``) is loaded and checked (:mod:`ikd_yolo.teacher`)
   before anything is trained;
 - the frequency augmentation (:mod:`ikd_yolo.frequency`) is appended to Ultralytics' albumentations list
-  (``args.augmentations``), which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic``;
+  (``args.augmentations``), which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic``,
+  or with ``freq_stage=source`` hooked into the training dataset's image loading, before mosaic;
 - the model is :class:`ikd_yolo.model.IKDDistillationModel`, also when resuming (Ultralytics would rebuild its base
   class there and silently drop the IKD loss); the trainer drives it through its per-batch ``set_iteration``,
   per-epoch ``start_epoch`` and ``pop_epoch_stats``;
@@ -39,7 +40,7 @@ from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .config import KEYS, IKDConfig, default_settings
-from .frequency import epoch_branch_fractions, frequency_augmentations
+from .frequency import SourceImageFrequency, epoch_branch_fractions, frequency_augmentations
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
 from .pseudo_labels import refine_dataset
@@ -170,12 +171,23 @@ class IKDTrainer(DetectionTrainer):
             LOGGER.info(f"{PREFIX}adversarial feature term {'on' if active else 'off'} from epoch {self.epoch + 1}")
         model.start_epoch(adv_active=active)
 
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
+        """Ultralytics' dataset; with ``freq_stage=source`` the training set augments each source image as it loads
+        it (:class:`ikd_yolo.frequency.SourceImageFrequency`), until ``frequency_epochs()``."""
+        dataset = super().build_dataset(img_path, mode, batch)
+        ikd = getattr(self, "ikd", None)
+        source = ikd is not None and ikd.freq_aug and ikd.freq_stage == "source" and not self._freq_stopped
+        if mode == "train" and source:
+            SourceImageFrequency.install(dataset, ikd)
+        return dataset
+
     def _stop_frequency_augmentation(self) -> None:
         """Drop the transform from ``args.augmentations`` (so a later ``close_mosaic`` rebuild leaves it out too) and
-        rebuild the running pipeline without it."""
+        rebuild the running pipeline without it (``freq_stage=source``: take it out of the dataset)."""
         self._freq_stopped = True
         self.args.augmentations = frequency_augmentations(self.args.augmentations, replace(self.ikd, freq_aug=False))
         dataset = self.train_loader.dataset
+        SourceImageFrequency.remove(dataset)
         hyp = copy(self.args)
         if not getattr(dataset, "mosaic", True):  # mosaic already closed: rebuild as close_mosaic does
             hyp.mosaic = hyp.copy_paste = hyp.mixup = hyp.cutmix = 0.0

@@ -1,5 +1,7 @@
 """The size-aware frequency augmentation: the rule, the spectra it changes, boxes, serialisation, seeding."""
 
+import random
+
 import albumentations as A
 import cv2
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 from ultralytics.data.augment import Albumentations
 from ultralytics.utils.instance import Instances
 
-from ikd_yolo.frequency import SizeAwareFrequencyAug, choose_branch
+from ikd_yolo.frequency import SizeAwareFrequencyAug, SourceImageFrequency, choose_branch
 
 
 def natural_image(size=256, channels=3) -> np.ndarray:
@@ -170,3 +172,56 @@ def test_branch_counts_and_fractions():
 def test_bad_arguments_named(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         SizeAwareFrequencyAug(**kw)
+
+
+# ------------------------------------------------------------------------ freq_stage=source (before mosaic)
+
+
+def source_label(img, boxes_xyxy):
+    """A label as Ultralytics' YOLODataset.get_image_and_label returns it: normalised xywh instances."""
+    h, w = img.shape[:2]
+    boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+    xywh = np.stack(
+        [
+            (boxes[:, 0] + boxes[:, 2]) / 2 / w,
+            (boxes[:, 1] + boxes[:, 3]) / 2 / h,
+            (boxes[:, 2] - boxes[:, 0]) / w,
+            (boxes[:, 3] - boxes[:, 1]) / h,
+        ],
+        1,
+    )
+    return {
+        "img": img.copy(),
+        "cls": np.arange(len(boxes), dtype=np.float32).reshape(-1, 1),
+        "instances": Instances(bboxes=xywh, segments=np.zeros((0, 1000, 2)), bbox_format="xywh", normalized=True),
+    }
+
+
+def test_source_stage_noises_an_all_small_source_image_and_keeps_its_labels():
+    hook = SourceImageFrequency(None, SizeAwareFrequencyAug(noise_p=1.0, crop_p=1.0))
+    img = natural_image()
+    label = hook.apply(source_label(img, SMALL), random.Random(0))
+    assert high_freq_share(label["img"]) > 3 * high_freq_share(img)
+    inst = label["instances"]
+    assert inst._bboxes.format == "xywh" and inst.normalized and len(inst) == 2
+    assert np.allclose(inst.bboxes, source_label(img, SMALL)["instances"].bboxes)
+
+
+def test_source_stage_window_crop_clips_boxes_and_drops_those_outside_with_their_class():
+    hook = SourceImageFrequency(None, SizeAwareFrequencyAug(crop_p=1.0, crop_min_side=0.5, crop_mode="window"))
+    img = natural_image()
+    boxes = [[60, 60, 200, 220], [2, 2, 12, 12], [240, 240, 254, 254]]  # one large, two tiny in opposite corners
+    rng = random.Random(3)
+    params = hook.transform.draw(np.array([[60, 60, 200, 220]]) / 256, random.Random(3))  # the same draws
+    x0, y0, x1, y1 = (np.array(params["window"]) * 256).round().astype(int)
+    label = hook.apply(source_label(img, boxes), rng)
+    out = label["img"]
+    assert (out[y0:y1, x0:x1] == img[y0:y1, x0:x1]).all() and (out[:y0] == 114).all() and (out[y1:] == 114).all()
+    inst = label["instances"]
+    inst.convert_bbox("xyxy")
+    inst.denormalize(256, 256)
+    inside = [
+        (b[0] >= x0 - 1e-3) & (b[2] <= x1 + 1e-3) & (b[1] >= y0 - 1e-3) & (b[3] <= y1 + 1e-3) for b in inst.bboxes
+    ]
+    assert all(inside) and len(inst) == len(label["cls"]) and 1 <= len(inst) < 3
+    assert 0.0 in label["cls"]  # the large box stays, cut to the window

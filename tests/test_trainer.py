@@ -197,6 +197,46 @@ def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_pa
     assert saved["adv_epochs"] == 0.67 and saved["freq_noise_p"] == 0.9 and "kd_gains" in saved
 
 
+def test_source_stage_augments_source_images_in_the_first_epochs_only(shapes_data, teacher_pt, tmp_path):
+    """freq_stage=source: the transform is hooked into the training set's image loading (so mosaic's tiles pass
+    through it), not into the albumentations list, and is taken out after freq_epochs."""
+    from ikd_yolo.frequency import SizeAwareFrequencyAug, SourceImageFrequency
+
+    trainer = IKDTrainer(
+        overrides=dict(
+            data=str(shapes_data),
+            teacher=str(teacher_pt),
+            model="yolov8n.yaml",
+            epochs=2,
+            project=str(tmp_path),
+            name="src",
+            adv_aug=False,
+            freq_stage="source",
+            freq_epochs=0.5,
+            freq_noise_p=1.0,
+            freq_crop_p=1.0,
+            **IKD_FAST,
+        )
+    )
+    hooked, draws = [], []
+
+    def look(tr):
+        hook = tr.train_loader.dataset.__dict__.get("get_image_and_label")
+        hooked.append(isinstance(hook, SourceImageFrequency))
+        if hooked[-1] and not draws:  # one training sample: mosaic loads its 4 source images through the hook
+            before = int(hook.transform.branch_counts.sum())
+            tr.train_loader.dataset[0]
+            draws.append(int(hook.transform.branch_counts.sum()) - before)
+
+    trainer.add_callback("on_train_epoch_start", look)
+    trainer.train()
+    assert hooked == [True, False] and draws == [4]
+    names = [t.get("transform", {}).get("__class_fullname__") for t in trainer.args.augmentations]
+    assert SizeAwareFrequencyAug.get_class_fullname() not in names  # never also in the albumentations list
+    rows = read_results(tmp_path / "src")
+    assert rows[0]["freq/noise"] + rows[0]["freq/crop"] > 0 and rows[1]["freq/noise"] == rows[1]["freq/crop"] == 0
+
+
 def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path):
     """Ultralytics' DDP launcher rebuilds the trainer in a new process from vars(args): run that exact file."""
     from ultralytics.utils.dist import generate_ddp_file
