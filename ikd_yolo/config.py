@@ -255,12 +255,12 @@ SETTINGS: dict[str, Setting] = {
     ),
     "adv_batch_frac": _s(0.5, "fraction of each batch that is attacked and used by the term", _ADV, low=0.01, high=1.0),
     "adv_bn": _s(
-        "batch",
-        "the student's BatchNorm on the adversarial images: batch = their own forward, normalised by their own batch "
-        "statistics, running statistics left as they were; running = their own forward, normalised by the running "
-        "statistics (BatchNorm frozen, as the reference's backbone); joint = one forward of the clean and the "
-        "adversarial images together (shared batch statistics, running statistics updated on both; one student "
-        "pass fewer)",
+        "joint",
+        "the student's BatchNorm on the adversarial images: joint = one forward of the clean and the adversarial "
+        "images together (shared batch statistics, running statistics updated on both; one student pass fewer: "
+        "1.83x native's step on an H200 against 2.96x, level in accuracy, BENCHMARKS.md); batch = their own "
+        "forward, normalised by their own batch statistics, running statistics left as they were; running = their "
+        "own forward, normalised by the running statistics (BatchNorm frozen, as the reference's backbone)",
         _ADV,
         choices=("batch", "running", "joint"),
     ),

@@ -39,10 +39,11 @@ Choices made deliberately:
 
 - The attack differentiates with respect to the input only (``torch.autograd.grad``), so no parameter ever holds
   a gradient from it and DDP's reducer is untouched.
-- The student's BatchNorm on adversarial images (``adv_bn``): by default a forward of their own in train mode (their
-  own batch statistics, as for clean images) that leaves the running statistics as they were, so that evaluation
-  statistics describe clean images only; ``running`` normalises them by the running statistics instead; ``joint``
-  runs them in the same forward as the clean batch (one student pass fewer).
+- The student's BatchNorm on adversarial images (``adv_bn``): by default (``joint``) they run in the same forward as
+  the clean batch, which shares its batch statistics and its running-statistics update with them (one student pass
+  fewer: the step on a GPU is bound by the CPU's launches); ``batch`` gives them a forward of their own in train
+  mode (their own batch statistics) that leaves the running statistics as they were, so that evaluation statistics
+  describe clean images only; ``running`` normalises them by the running statistics instead.
 - A batch on which the attack produces a non-finite gradient skips the term (counted in ``adv_skipped``); the
   attack itself does not wait for the GPU to check each step, the term is checked once.
 - When no clean-image KD term is on (the default recipe), the teacher runs on the attacked images only.
