@@ -1,0 +1,63 @@
+"""Paired, per-seed differences between benchmark arms stored in different result files.
+
+    python benchmarks/paired.py --ref full.json:kd --ref full.json:ikd full-adv_bnjoint.json:ikd full-grid.json:kd+adv
+
+Each ``FILE:METHOD`` names one arm of a results json under ``benchmarks/results`` (``run_benchmark.py`` writes one
+per run). For every arm the script prints a markdown row: its per-seed scores and mean, then for each ``--ref`` arm
+the mean difference in mAP50-95 points (x100) over the seeds both ran, each seed's difference and how many are
+positive, and the arm's epoch time as a ratio to its own run's baseline. On the CPU a training repeats exactly for a
+given seed, so differences at one seed are paired across runs made at different commits, as long as the arms' code
+paths did not change in between (which is what a row's commit column lets a reader check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from common import RESULTS
+from report import paired
+
+
+def arm(spec: str) -> tuple[str, dict, dict]:
+    """``FILE:METHOD`` -> (label, the run's json, the method's entry)."""
+    name, _, method = spec.rpartition(":")
+    path = RESULTS / name
+    run = json.loads(path.read_text())
+    entry = next((e for e in run["methods"] if e["method"] == method), None)
+    if entry is None:
+        raise SystemExit(f"{spec}: {path} has no method {method!r} (it has {[e['method'] for e in run['methods']]})")
+    return f"{name}:{method}", run, entry
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("arms", nargs="+", metavar="FILE:METHOD")
+    p.add_argument("--ref", action="append", required=True, metavar="FILE:METHOD", help="arm(s) to difference against")
+    a = p.parse_args()
+    refs = [arm(r) for r in a.ref]
+    head = "| arm | settings | commit | per seed | mean | " + " | ".join(f"Δ vs {r[0]}" for r in refs) + " | epoch × |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for spec in a.arms:
+        label, run, e = arm(spec)
+        cells = []
+        for _, _, ref in refs:
+            diffs = paired(e, ref)
+            if diffs is None:
+                cells.append("—")
+                continue
+            per_seed, mean = diffs
+            positive = sum(d > 0 for d in per_seed)
+            seeds = ", ".join(f"{d:+.2f}" for d in per_seed)
+            cells.append(f"**{mean:+.2f}** ({seeds}; {positive}/{len(per_seed)} > 0)")
+        settings = ", ".join(f"{k}={v}" for k, v in run.get("ikd_overrides", {}).items()) or "defaults"
+        scores = ", ".join(f"{v:.4f}" for v in e["map50_95_per_seed"])
+        print(
+            f"| {label} | {settings} | {run['commit']} | {scores} | {e['map50_95']:.4f} | {' | '.join(cells)} "
+            f"| {e.get('epoch_time_ratio', float('nan')):.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
