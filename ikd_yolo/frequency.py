@@ -13,12 +13,12 @@ from the sizes of its objects:
   also moves content to lower spatial frequencies;
 - no objects: left alone.
 
-Where it runs (``freq_stage``): ``sample`` (default) inside Ultralytics' ``Albumentations`` at the end of
-``v8_transforms``, after mosaic and affine, so the rule sees the boxes of the final training sample in training
-pixels, and ``small_object_area`` is a fraction of the training image: 0.0025 is 32x32 px at imgsz 640 and 16x16 px
-at imgsz 320. ``source``: on each source image as the dataset loads it (:class:`SourceImageFrequency`), before
-mosaic, by that image's own boxes, as the reference decides per COCO image (where a mosaic of four images rarely
-holds small objects only, a source image often does).
+Where it runs (``freq_stage``): ``source`` (default) on each source image as the dataset loads it
+(:class:`SourceImageFrequency`), before mosaic, by that image's own boxes, as the reference decides per COCO image
+(a mosaic of four images rarely holds small objects only, a source image often does); ``small_object_area`` is then
+a fraction of the source image as loaded (its long side at imgsz). ``sample``: inside Ultralytics'
+``Albumentations`` at the end of ``v8_transforms``, after mosaic and affine, so the rule sees the boxes of the final
+training sample in training pixels. 0.0025 is 32x32 px at imgsz 640 and 16x16 px at imgsz 320.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ what happens at each epoch and batch. Each mechanism lives in its own module:
   launcher, which rebuilds the trainer from ``vars(args)`` in new processes, and ``resume`` both carry them;
 - the teacher (``teacher=`` or Ultralytics' own ``distill_model=``) is loaded and checked (:mod:`ikd_yolo.teacher`)
   before anything is trained;
-- the frequency augmentation (:mod:`ikd_yolo.frequency`) is appended to Ultralytics' albumentations list
-  (``args.augmentations``), which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic``,
-  or with ``freq_stage=source`` hooked into the training dataset's image loading, before mosaic;
+- the frequency augmentation (:mod:`ikd_yolo.frequency`) is hooked into the training dataset's image loading,
+  before mosaic (``freq_stage=source``), or appended to Ultralytics' albumentations list (``args.augmentations``),
+  which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic`` (``sample``);
 - the model is :class:`ikd_yolo.model.IKDDistillationModel`, also when resuming (Ultralytics would rebuild its base
   class there and silently drop the IKD loss); the trainer drives it through its per-batch ``set_iteration``,
   per-epoch ``start_epoch`` and ``pop_epoch_stats``;

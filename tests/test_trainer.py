@@ -251,6 +251,7 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path)
             name="ddp",
             adv_steps=3,
             freq_noise_p=0.5,
+            freq_stage="sample",  # the transform in the albumentations list, which the rebuild must not double
             adv_loss="cwd",
             **IKD_FAST,
         )
