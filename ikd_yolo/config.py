@@ -144,8 +144,8 @@ SETTINGS: dict[str, Setting] = {
     # --- schedule and calibration ---
     "kd_warmup_epochs": _s(
         1.0,
-        "projector warm-up: for this many epochs the feature term and the adversarial term train only the projector "
-        "(on detached student features) and no KD term reaches the student",
+        "projector warm-up: for this many epochs the feature term trains only the projector (on detached student "
+        "features) and no KD term reaches the student",
         _SCHED,
         low=0.0,
         high=1e4,

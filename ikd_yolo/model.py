@@ -20,10 +20,9 @@ before the student's detection loss (the teacher then runs in the ``close_mosaic
 
 **Schedule and calibration** (:mod:`ikd_yolo.schedule`): every KD term is multiplied by ``kd_scale`` (set by the
 trainer each iteration) and by a per-term gain, calibrated on the first batches when ``kd_balance`` is on and kept
-in the buffer ``kd_gain``. During the projector warm-up the feature term and the adversarial term (both compare
-projected student features with the teacher's) train the projector on detached student features. At scale 0
-(after the warm-up), or when every KD term's weight is 0, the teacher is not run (unless ``kd_labels_mode=batch``
-needs its detections).
+in the buffer ``kd_gain``. During the projector warm-up the feature term trains the projector on detached student
+features. At scale 0 (after the warm-up), or when every KD term's weight is 0, the teacher is not run (unless
+``kd_labels_mode=batch`` needs its detections).
 
 **Adversarial feature augmentation.** A fraction of the current (already augmented) batch is attacked with
 MI-DI-FGSM against the frozen teacher's classification loss on the batch's ground truth
@@ -218,10 +217,9 @@ class IKDDistillationModel(DistillationModel):
         """Detection loss followed by the four KD terms (``dis_loss``, ``cls_kd``, ``dfl_kd``, ``adv_loss``)."""
         device = batch["img"].device
         zero = torch.zeros(1, device=device)
-        adv_on = self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0
-        # the projector warm-up: for a feature base, and for the adversarial term (it compares projected features)
-        warmup = self.training and self.projector_warmup and (self.feature_term_on or adv_on)
+        warmup = self.training and self.projector_warmup and self.feature_term_on
         calibrating = self.training and not warmup and not self.is_calibrated()
+        adv_on = self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0
         kd_on = (self.kd_scale > 0 or calibrating or warmup) and (self.soft_terms_on or adv_on)
         if not self.training or not kd_on:  # detection alone; the teacher runs only for per-batch kd_labels
             if self.training and self.labels_per_batch:  # e.g. the close_mosaic epochs
@@ -237,12 +235,10 @@ class IKDDistillationModel(DistillationModel):
 
         if warmup:  # the projector (and kd_module) learn on detached student features; the student sees detection
             regular, items, terms = self.clean_kd_terms(batch, detach_student=True)
-            if adv_on:
-                terms["adv"] = self.adversarial_feature_loss(batch, detach_student=True) * self.ikd.adv_weight
+            items.update({name: zero.detach() for name in KD_TERMS.values()})
+            items["dis_loss"] = terms["dis"].detach().reshape(1)
             bs = batch["img"].shape[0]
-            out = [terms.get(term, zero).reshape(1) for term in KD_TERMS]
-            items.update({column: value.detach() for column, value in zip(KD_TERMS.values(), out, strict=True)})
-            return torch.cat([regular, *(value * bs for value in out)]), items
+            return torch.cat([regular, terms["dis"].reshape(1) * bs, zero.repeat(len(KD_TERMS) - 1)]), items
 
         if adv_on and self.ikd.adv_bn == "joint":  # one student forward of the clean and adversarial images
             adv_img = self.adversarial_images(batch)
@@ -358,29 +354,27 @@ class IKDDistillationModel(DistillationModel):
             terms["dfl"] = dfl * self.ikd.kd_dfl_weight
         return regular_loss, loss_items, terms
 
-    def adversarial_feature_loss(self, batch: dict, detach_student: bool = False) -> torch.Tensor:
+    def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
         """Attack part of the batch against the teacher and match student to teacher features on it, with a student
-        forward of its own (``adv_bn`` batch or running; also ``joint`` during the projector warm-up).
-        ``detach_student``: the projector warm-up, the student's forward without a graph."""
+        forward of its own (``adv_bn`` batch or running)."""
         adv_img = self.adversarial_images(batch)
         bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
         self._student_feats.clear()
-        with bn(self.student_model), torch.set_grad_enabled(torch.is_grad_enabled() and not detach_student):
+        with bn(self.student_model):
             self.student_model(adv_img)
         hooked = dict(self._student_feats)
-        return self.adversarial_term(adv_img, hooked, detach_student)
+        return self.adversarial_term(adv_img, hooked)
 
-    def adversarial_term(self, adv_img: torch.Tensor, student_hooked: dict, detach_student: bool = False):
+    def adversarial_term(self, adv_img: torch.Tensor, student_hooked: dict) -> torch.Tensor:
         """The feature loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same
-        images (zero, and counted in ``adv_skipped``, when it is not finite: e.g. a failed attack).
-        ``detach_student``: only the projector learns from it."""
+        images (zero, and counted in ``adv_skipped``, when it is not finite: e.g. a failed attack)."""
         self._teacher_feats.clear()
         with torch.no_grad():
             self.teacher_model(adv_img)
         self._student_feats.clear()
         self._student_feats.update(student_hooked)
         total = torch.zeros(1, device=adv_img.device)
-        students, teachers, _, _ = self.pop_features(detach_student)
+        students, teachers, _, _ = self.pop_features()
         for student_feat, teacher_feat in zip(students, teachers, strict=True):
             total = total + feature_loss(adv_loss_name(self.ikd), student_feat, teacher_feat, self.ikd.adv_cwd_tau)
         if not torch.isfinite(total).all():  # the term's one wait for the GPU
