@@ -258,7 +258,7 @@ SETTINGS: dict[str, Setting] = {
         "joint",
         "the student's BatchNorm on the adversarial images: joint = one forward of the clean and the adversarial "
         "images together (shared batch statistics, running statistics updated on both; one student pass fewer: "
-        "1.83x native's step on an H200 against 2.96x, level in accuracy, BENCHMARKS.md); batch = their own "
+        "2.23x native's step on an H200 against 2.62x, level in accuracy, BENCHMARKS.md); batch = their own "
         "forward, normalised by their own batch statistics, running statistics left as they were; running = their "
         "own forward, normalised by the running statistics (BatchNorm frozen, as the reference's backbone)",
         _ADV,

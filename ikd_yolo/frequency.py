@@ -23,6 +23,7 @@ training sample in training pixels. 0.0025 is 32x32 px at imgsz 640 and 16x16 px
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import cv2
@@ -243,8 +244,6 @@ class SourceImageFrequency:
         return False
 
     def __call__(self, index: int) -> dict[str, Any]:
-        import random
-
         label = type(self.dataset).get_image_and_label(self.dataset, index)
         return self.apply(label, random)
 
