@@ -5,9 +5,10 @@
 Each ``FILE:METHOD`` names one arm of a results json under ``benchmarks/results`` (``run_benchmark.py`` writes one
 per run). For every arm the script prints a markdown row: its per-seed scores and mean, then for each ``--ref`` arm
 the mean difference in mAP50-95 points (x100) over the seeds both ran, each seed's difference and how many are
-positive, and the arm's epoch time as a ratio to its own run's baseline. On the CPU a training repeats exactly for a
-given seed, so differences at one seed are paired across runs made at different commits, as long as the arms' code
-paths did not change in between (which is what a row's commit column lets a reader check).
+positive, COCO AP by object size, and the arm's epoch time as a ratio to its own run's baseline. On the CPU a
+training repeats exactly for a given seed, so differences at one seed are paired across runs made at different
+commits, as long as the arms' code paths did not change in between (which is what a row's commit column lets a
+reader check).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def main() -> None:
     p.add_argument("--ref", action="append", required=True, metavar="FILE:METHOD", help="arm(s) to difference against")
     a = p.parse_args()
     refs = [arm(r) for r in a.ref]
-    head = "| arm | settings | commit | per seed | mean | " + " | ".join(f"Δ vs {r[0]}" for r in refs) + " | epoch × |"
+    head = "| arm | settings | commit | per seed | mean | " + " | ".join(f"Δ vs {r[0]}" for r in refs)
+    head += " | AP small / medium / large | epoch × |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for spec in a.arms:
@@ -55,6 +57,7 @@ def main() -> None:
         scores = ", ".join(f"{v:.4f}" for v in e["map50_95_per_seed"])
         print(
             f"| {label} | {settings} | {run['commit']} | {scores} | {e['map50_95']:.4f} | {' | '.join(cells)} "
+            f"| {e['ap_small']:.3f} / {e['ap_medium']:.3f} / {e['ap_large']:.3f} "
             f"| {e.get('epoch_time_ratio', float('nan')):.2f} |"
         )
 
