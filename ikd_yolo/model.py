@@ -43,8 +43,10 @@ Choices made deliberately:
   fewer: the step on a GPU is bound by the CPU's launches); ``batch`` gives them a forward of their own in train
   mode (their own batch statistics) that leaves the running statistics as they were, so that evaluation statistics
   describe clean images only; ``running`` normalises them by the running statistics instead.
-- A batch on which the attack produces a non-finite gradient skips the term (counted in ``adv_skipped``); the
-  attack itself does not wait for the GPU to check each step, the term is checked once.
+- The attack does not wait for the GPU to check each step: an image whose attack gradient was not finite comes out
+  NaN and is replaced by its clean image (so a NaN never reaches the student, whose clean images share its forward
+  with ``adv_bn=joint``); such images are counted on the GPU and read once per epoch (``attack_failures``). A batch
+  whose term is still not finite skips it (counted in ``adv_skipped``).
 - When no clean-image KD term is on (the default recipe), the teacher runs on the attacked images only.
 - The calibration's gradients are taken with ``torch.autograd.grad`` too (no parameter's ``.grad`` is touched).
 """
@@ -150,7 +152,7 @@ class IKDDistillationModel(DistillationModel):
         kd_scale (float): Schedule factor of every KD term for the current iteration (set by the trainer).
         projector_warmup (bool): Whether this iteration belongs to the projector warm-up (set by the trainer).
         adv_active (bool): Whether the adversarial term is on for the current epoch (set by the trainer).
-        adv_skipped (int): Batches whose attack failed numerically and skipped the term.
+        adv_skipped (int): Batches whose adversarial term was not finite and was skipped.
         kd_gain (Tensor): Per-term gains, in the order of ``KD_TERMS`` (1 until ``kd_balance`` calibrates them).
         kd_calibrated (Tensor): 1 once the gains are calibrated (or when ``kd_balance`` is 0).
     """
@@ -164,6 +166,7 @@ class IKDDistillationModel(DistillationModel):
         self.projector_warmup = False
         self.adv_active = ikd.adv_aug
         self.adv_skipped = 0
+        self._attack_failures: torch.Tensor | int = 0  # images whose attack gradient was not finite (on the device)
         self._teacher_loss: TeacherClsLoss | None = None
         self._balance: GradientBalance | None = None
         self._calibrated: bool | None = None  # mirror of the kd_calibrated buffer, read on first use
@@ -190,6 +193,7 @@ class IKDDistillationModel(DistillationModel):
         state["_balance"] = None
         state["_calibrated"] = None  # a copy (EMA, checkpoint) reads its own buffer
         state["_adv_student_feats"] = {}
+        state["_attack_failures"] = 0
         return state
 
     # --- the trainer's interface: one call per batch, two per epoch ---------------------------------------------
@@ -203,11 +207,13 @@ class IKDDistillationModel(DistillationModel):
         self.adv_active = bool(adv_active)
 
     def pop_epoch_stats(self) -> dict:
-        """What the epoch did: ``adv_skipped`` (batches whose attack failed; reset here) and ``gains`` (per-term
+        """What the epoch did: ``adv_skipped`` (batches whose term was not finite), ``attack_failures`` (images
+        whose attack gradient was not finite and that were used clean; both reset here) and ``gains`` (per-term
         gains by loss column once calibrated, else None)."""
         skipped, self.adv_skipped = self.adv_skipped, 0
+        failures, self._attack_failures = int(self._attack_failures), 0  # the epoch's one wait for this count
         gains = {KD_TERMS[k]: v for k, v in self.gains().items()} if self.is_calibrated() else None
-        return {"adv_skipped": skipped, "gains": gains}
+        return {"adv_skipped": skipped, "attack_failures": failures, "gains": gains}
 
     def gains(self) -> dict[str, float]:
         """The per-term gains as a dict (``dis``, ``cls``, ``dfl``, ``adv``)."""
@@ -384,7 +390,8 @@ class IKDDistillationModel(DistillationModel):
 
     def adversarial_images(self, batch: dict) -> torch.Tensor:
         """The attacked part of the batch (its first ``adv_batch_frac``) made adversarial against the teacher at
-        ``adv_scale`` of its resolution, detached (NaN where the attack's gradient was not finite)."""
+        ``adv_scale`` of its resolution, detached. An image whose attack gradient was not finite is returned clean
+        (and counted in ``_attack_failures``, without waiting for the GPU)."""
         n = max(1, math.ceil(self.ikd.adv_batch_frac * batch["img"].shape[0]))
         part = sub_batch(batch, n)
         if self._teacher_loss is None:
@@ -405,7 +412,7 @@ class IKDDistillationModel(DistillationModel):
                 decay=self.ikd.adv_decay,
                 di_prob=self.ikd.adv_di_prob,
                 di_rate=self.ikd.adv_di_rate,
-                check_finite=False,  # a non-finite step makes adv_img NaN: caught by adversarial_term's one check
+                check_finite=False,  # a non-finite step makes that image NaN: replaced by its clean image below
             )
         finally:
             self._teacher_feats.clear()  # the attack's forwards left graph-holding tensors in the hooks
@@ -415,4 +422,6 @@ class IKDDistillationModel(DistillationModel):
             delta = F.interpolate(adv_img - attacked, size=(h, w), mode="bilinear", align_corners=False)
             eps = self.ikd.adv_eps / 255
             adv_img = (clean + delta.clamp(-eps, eps)).clamp(0.0, 1.0)
-        return adv_img
+        bad = ~torch.isfinite(adv_img).flatten(1).all(dim=1)
+        self._attack_failures = self._attack_failures + bad.sum()
+        return torch.where(bad.view(-1, 1, 1, 1), clean, adv_img)

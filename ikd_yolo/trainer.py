@@ -238,7 +238,12 @@ class IKDTrainer(DetectionTrainer):
                         + ("lower kd_balance" if self.ikd.kd_balance > 0 else "lower its weight or set kd_balance=0.03")
                     )
         if stats["adv_skipped"]:
-            LOGGER.warning(f"{PREFIX}adversarial term skipped on {stats['adv_skipped']} batch(es): non-finite attack")
+            LOGGER.warning(f"{PREFIX}adversarial term skipped on {stats['adv_skipped']} batch(es): not finite")
+        if stats["attack_failures"]:
+            LOGGER.warning(
+                f"{PREFIX}the attack's gradient was not finite on {stats['attack_failures']} image(s) this epoch: "
+                "they were used unperturbed"
+            )
 
     def save_metrics(self, metrics: dict):
         """Add the frequency-augmentation branch fractions of the epoch to results.csv."""

@@ -49,12 +49,20 @@ def test_loss_items_and_inactive_phase():
     assert "adv_loss" in items and items["adv_loss"].item() == 0
 
 
-def test_attack_with_a_non_finite_gradient_skips_the_term():
-    model = make_model()
+@pytest.mark.parametrize("adv_bn", ["batch", "joint"])
+def test_attack_with_a_non_finite_gradient_uses_the_clean_images(adv_bn):
+    """No NaN reaches the student (with adv_bn=joint the attacked images share the clean images' forward): the
+    failed images are used clean, counted without a wait per batch, and reported once per epoch."""
+    model = make_model(adv_bn=adv_bn)
     model._teacher_loss = lambda x, part, scale: x.sum() * float("nan")  # the attack's objective blows up
-    term = model.adversarial_feature_loss(make_batch())
-    assert term.item() == 0 and model.adv_skipped == 1
+    batch = make_batch()
+    adv = model.adversarial_images(batch)
+    assert torch.equal(adv, batch["img"])
+    loss, items = model(batch)
+    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0 and model.adv_skipped == 0
     assert not model._teacher_feats and not model._student_feats  # no graph-holding tensor left in the hooks
+    stats = model.pop_epoch_stats()
+    assert stats["attack_failures"] == 2 * 4 and model.pop_epoch_stats()["attack_failures"] == 0
 
 
 @pytest.mark.parametrize("mode", ["batch", "running"])
