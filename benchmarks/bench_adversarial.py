@@ -99,17 +99,23 @@ def run_one(method: str, a) -> dict:
     batch = fixed_batch(a.imgsz, a.batch, device)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for i in range(a.warmup + a.steps):
-        if cuda:
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
+
+    def train_step() -> torch.Tensor:
+        """One step as Ultralytics' trainer takes it: forward + loss, backward, optimizer step; the loss."""
         with torch.autocast(device.type, enabled=cuda):
             loss, _ = model.loss(batch)
         scaler.scale(loss.sum()).backward()
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
+        return loss
+
+    times = []
+    for i in range(a.warmup + a.steps):
+        if cuda:
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        loss = train_step()
         if cuda:
             torch.cuda.synchronize(device)
         if i >= a.warmup:
@@ -122,12 +128,7 @@ def run_one(method: str, a) -> dict:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:
             for _ in range(3):
-                with torch.autocast(device.type, enabled=cuda):
-                    loss, _ = model.loss(batch)
-                scaler.scale(loss.sum()).backward()
-                scaler.step(opt)
-                scaler.update()
-                opt.zero_grad(set_to_none=True)
+                train_step()
             if cuda:
                 torch.cuda.synchronize(device)
         sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
