@@ -229,6 +229,14 @@ SETTINGS: dict[str, Setting] = {
         _ADV,
         choices=("base", *FEATURE_LOSSES),
     ),
+    "adv_match": _s(
+        "features",
+        "what the student matches to the teacher on the adversarial images: features = the projected Detect inputs "
+        "(the reference's term, loss adv_loss), response = the Detect outputs (BCKD on the class logits and, when "
+        "both heads have the same reg_max, LD on the DFL bins, as kd_cls_beta and kd_dfl_tau set them)",
+        _ADV,
+        choices=("features", "response"),
+    ),
     "adv_cwd_tau": _s(1.0, "temperature of the cwd adversarial loss", _ADV, low=1e-3, high=100.0),
     "adv_eps": _s(
         4.0,

@@ -178,7 +178,8 @@ class IKDDistillationModel(DistillationModel):
         self.register_buffer("kd_gain", torch.ones(len(KD_TERMS), device=device))
         self.register_buffer("kd_calibrated", torch.tensor(0.0 if ikd.kd_balance > 0 else 1.0, device=device))
         reg_max = [getattr(m.model[-1], "reg_max", 1) for m in (self.teacher_model, self.student_model)]
-        self.dfl_kd_on = ikd.kd_dfl_weight > 0 and reg_max[0] == reg_max[1] > 1
+        self.same_reg_max = reg_max[0] == reg_max[1] > 1  # the DFL bins can be compared (LD)
+        self.dfl_kd_on = ikd.kd_dfl_weight > 0 and self.same_reg_max
         feature_weight = {"pkd": ikd.kd_pkd_weight, "cwd": ikd.kd_cwd_weight, "none": 0.0}.get(ikd.kd_loss, 1.0)
         self.feature_term_on = feature_weight > 0  # dis_loss; without it there is no projector warm-up
         # no clean-image term at all (every weight 0): the teacher is not run for them
@@ -380,9 +381,17 @@ class IKDDistillationModel(DistillationModel):
         self._student_feats.clear()
         self._student_feats.update(student_hooked)
         total = torch.zeros(1, device=adv_img.device)
-        students, teachers, _, _ = self.pop_features()
-        for student_feat, teacher_feat in zip(students, teachers, strict=True):
-            total = total + feature_loss(adv_loss_name(self.ikd), student_feat, teacher_feat, self.ikd.adv_cwd_tau)
+        students, teachers, student_head, teacher_head = self.pop_features()
+        if self.ikd.adv_match == "response":  # the teacher's outputs on the adversarial images
+            total = total + bckd_loss(student_head["scores"], teacher_head["scores"], self.ikd.kd_cls_beta)
+            if self.same_reg_max:
+                total = total + ld_loss(
+                    student_head["boxes"], teacher_head["boxes"], teacher_head["scores"], self.ikd.kd_dfl_tau
+                )
+        else:
+            for student_feat, teacher_feat in zip(students, teachers, strict=True):
+                loss = feature_loss(adv_loss_name(self.ikd), student_feat, teacher_feat, self.ikd.adv_cwd_tau)
+                total = total + loss
         if not torch.isfinite(total).all():  # the term's one wait for the GPU
             self.adv_skipped += 1
             return torch.zeros(1, device=adv_img.device)

@@ -102,6 +102,29 @@ def test_adv_bn_joint_runs_the_student_once_on_clean_and_adversarial_images():
     assert items["cls_loss"].item() == pytest.approx(ref["cls_loss"].item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("adv_bn", ["batch", "joint"])
+def test_adv_match_response_is_bckd_and_ld_on_the_adversarial_images(adv_bn):
+    """adv_match=response: the term is BCKD + LD between the student's and the teacher's Detect outputs on the
+    attacked images; it trains the student, not the projector."""
+    from ikd_yolo.response_kd import bckd_loss, head_outputs, ld_loss
+
+    model = make_model(adv_match="response", adv_bn=adv_bn, kd_loss="none", kd_cls_weight=0.0, kd_dfl_weight=0.0)
+    twin = copy.deepcopy(model)
+    batch = make_batch()
+    loss, items = model(batch)
+    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0
+    loss.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
+    assert all(p.grad is None for p in model.projector.parameters())
+    adv = twin.adversarial_images(batch)
+    with torch.no_grad():
+        t = head_outputs(twin.teacher_model(adv))
+        s = twin.student_model(torch.cat([batch["img"], adv]) if adv_bn == "joint" else adv)
+        s = take(head_outputs(s), slice(batch["img"].shape[0], None) if adv_bn == "joint" else slice(None))
+    expected = bckd_loss(s["scores"], t["scores"]) + ld_loss(s["boxes"], t["boxes"], t["scores"])
+    assert items["adv_loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
 def test_adversarial_forward_leaves_bn_running_stats():
     model = make_model()
     stats = {k: v.clone() for k, v in model.student_model.state_dict().items() if "running" in k}
