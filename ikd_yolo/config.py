@@ -237,6 +237,15 @@ SETTINGS: dict[str, Setting] = {
         _ADV,
         choices=("features", "response"),
     ),
+    "adv_target": _s(
+        "teacher",
+        "what the attack maximises: teacher = the teacher's classification loss on the batch's labels (the "
+        "reference's attack: images where the teacher errs); gap = the adversarial term itself, the student's "
+        "distance to the teacher (images where the student departs most from the teacher; each step then runs "
+        "the student too)",
+        _ADV,
+        choices=("teacher", "gap"),
+    ),
     "adv_cwd_tau": _s(1.0, "temperature of the cwd adversarial loss", _ADV, low=1e-3, high=100.0),
     "adv_eps": _s(
         4.0,

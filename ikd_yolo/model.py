@@ -380,8 +380,17 @@ class IKDDistillationModel(DistillationModel):
             self.teacher_model(adv_img)
         self._student_feats.clear()
         self._student_feats.update(student_hooked)
-        total = torch.zeros(1, device=adv_img.device)
+        total = self.match_loss()
+        if not torch.isfinite(total).all():  # the term's one wait for the GPU
+            self.adv_skipped += 1
+            return torch.zeros(1, device=adv_img.device)
+        return total
+
+    def match_loss(self) -> torch.Tensor:
+        """The adversarial term's loss between the hooked student and teacher outputs of the last forwards
+        (``adv_match``: projected features or Detect outputs); the hooks are emptied."""
         students, teachers, student_head, teacher_head = self.pop_features()
+        total = torch.zeros(1, device=teachers[0].device)
         if self.ikd.adv_match == "response":  # the teacher's outputs on the adversarial images
             total = total + bckd_loss(student_head["scores"], teacher_head["scores"], self.ikd.kd_cls_beta)
             if self.same_reg_max:
@@ -392,10 +401,18 @@ class IKDDistillationModel(DistillationModel):
             for student_feat, teacher_feat in zip(students, teachers, strict=True):
                 loss = feature_loss(adv_loss_name(self.ikd), student_feat, teacher_feat, self.ikd.adv_cwd_tau)
                 total = total + loss
-        if not torch.isfinite(total).all():  # the term's one wait for the GPU
-            self.adv_skipped += 1
-            return torch.zeros(1, device=adv_img.device)
         return total
+
+    def student_teacher_gap(self, x: torch.Tensor) -> torch.Tensor:
+        """``adv_target=gap``'s attack objective: the adversarial term between the student and the teacher on
+        ``x`` (differentiable with respect to ``x``; the student's BatchNorm statistics do not move)."""
+        self._teacher_feats.clear()
+        self._student_feats.clear()
+        self.teacher_model(x)
+        bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
+        with bn(self.student_model):
+            self.student_model(x)
+        return self.match_loss().sum()
 
     def adversarial_images(self, batch: dict) -> torch.Tensor:
         """The attacked part of the batch (its first ``adv_batch_frac``) made adversarial against the teacher at
@@ -403,9 +420,18 @@ class IKDDistillationModel(DistillationModel):
         (and counted in ``_attack_failures``, without waiting for the GPU)."""
         n = max(1, math.ceil(self.ikd.adv_batch_frac * batch["img"].shape[0]))
         part = sub_batch(batch, n)
-        if self._teacher_loss is None:
-            self._teacher_loss = TeacherClsLoss(self.teacher_model)
-        teacher_loss = self._teacher_loss
+        if self.ikd.adv_target == "gap":
+
+            def objective(x, scale):
+                return self.student_teacher_gap(x)
+        else:
+            if self._teacher_loss is None:
+                self._teacher_loss = TeacherClsLoss(self.teacher_model)
+            teacher_loss = self._teacher_loss
+
+            def objective(x, scale):
+                return teacher_loss(x, part, scale)
+
         clean = part["img"].detach()
         h, w = clean.shape[-2:]
         stride = int(self.teacher_model.stride.max())  # the attack's input must stay a multiple of it
@@ -413,7 +439,7 @@ class IKDDistillationModel(DistillationModel):
         attacked = clean if size == (h, w) else F.interpolate(clean, size=size, mode="bilinear", align_corners=False)
         try:
             adv_img = mi_di_fgsm(
-                lambda x, scale: teacher_loss(x, part, scale) * ATTACK_LOSS_SCALE,
+                lambda x, scale: objective(x, scale) * ATTACK_LOSS_SCALE,
                 attacked,
                 eps=self.ikd.adv_eps / 255,
                 step=attack_step(self.ikd) / 255,
