@@ -23,6 +23,7 @@ training sample in training pixels. 0.0025 is 32x32 px at imgsz 640 and 16x16 px
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -219,8 +220,12 @@ class SourceImageFrequency:
 
     Installed as the training dataset's ``get_image_and_label`` (an instance attribute, so Ultralytics' ``Mosaic``,
     which loads its other tiles through that method, gets them augmented too). The branch is chosen from the boxes
-    of that source image alone, as fractions of its own area, which is how the reference decides per COCO image; its
-    draws come from Python's ``random``, which Ultralytics seeds per run and per dataloader worker. Boxes cut to
+    of that source image alone, as fractions of its own area, which is how the reference decides per COCO image. Its
+    draws come from a stream of its own, seeded in each process (the main one, each dataloader worker) from the
+    state of Python's ``random`` there, which Ultralytics seeds per run, per worker and (here) per resumed epoch:
+    reproducible, and it takes no draw from ``random`` itself, so mosaic, affine and the rest of Ultralytics'
+    pipeline draw exactly what they would without the hook (a run with it and one without see the same layouts,
+    which keeps benchmark comparisons paired). Boxes cut to
     less than a pixel by a crop are dropped with their classes. Detection labels only (boxes; no segments or
     keypoints).
     """
@@ -228,6 +233,15 @@ class SourceImageFrequency:
     def __init__(self, dataset, transform: SizeAwareFrequencyAug):
         self.dataset = dataset
         self.transform = transform
+        self._rng: random.Random | None = None
+        self._rng_pid: int | None = None
+
+    def rng(self) -> random.Random:
+        """This process's stream (a forked dataloader worker gets its own on its first draw)."""
+        if self._rng is None or self._rng_pid != os.getpid():
+            self._rng = random.Random(hash(random.getstate()))  # reads the global state, draws nothing from it
+            self._rng_pid = os.getpid()
+        return self._rng
 
     @classmethod
     def install(cls, dataset, ikd) -> SourceImageFrequency:
@@ -245,7 +259,7 @@ class SourceImageFrequency:
 
     def __call__(self, index: int) -> dict[str, Any]:
         label = type(self.dataset).get_image_and_label(self.dataset, index)
-        return self.apply(label, random)
+        return self.apply(label, self.rng())
 
     def apply(self, label: dict[str, Any], rng) -> dict[str, Any]:
         """The transform on one Ultralytics label dict (``img`` and ``instances``), drawn from ``rng``."""
