@@ -213,7 +213,7 @@ SETTINGS: dict[str, Setting] = {
         choices=("sample", "source"),
     ),
     # --- 2. adversarial feature augmentation (loss) ---
-    "adv_aug": _s(True, "match student to teacher features on adversarial images made against the teacher", _ADV),
+    "adv_aug": _s(True, "match the student to the teacher on adversarial images made against the teacher", _ADV),
     "adv_weight": _s(
         1.0,
         "weight of the adversarial feature term (per-element mean loss, x batch size like other "
@@ -230,12 +230,13 @@ SETTINGS: dict[str, Setting] = {
         choices=("base", *FEATURE_LOSSES),
     ),
     "adv_match": _s(
-        "features",
-        "what the student matches to the teacher on the adversarial images: features = the projected Detect inputs "
-        "(the reference's term, loss adv_loss), response = the Detect outputs (BCKD on the class logits and, when "
-        "both heads have the same reg_max, LD on the DFL bins, as kd_cls_beta and kd_dfl_tau set them)",
+        "response",
+        "what the student matches to the teacher on the adversarial images: response = the Detect outputs (BCKD on "
+        "the class logits and, when both heads have the same reg_max, LD on the DFL bins, as kd_cls_beta and "
+        "kd_dfl_tau set them; higher than features at 8 of 10 paired seeds, BENCHMARKS.md), features = the "
+        "projected Detect inputs (the reference's term, loss adv_loss)",
         _ADV,
-        choices=("features", "response"),
+        choices=("response", "features"),
     ),
     "adv_target": _s(
         "teacher",

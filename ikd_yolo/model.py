@@ -27,8 +27,11 @@ features. At scale 0 (after the warm-up), or when every KD term's weight is 0, t
 **Adversarial feature augmentation.** A fraction of the current (already augmented) batch is attacked with
 MI-DI-FGSM against the frozen teacher's classification loss on the batch's ground truth
 (:mod:`ikd_yolo.adversarial`), at ``adv_scale`` of the image's resolution (the perturbation is then resized to
-it). Teacher and student then run on the adversarial images and the student's projected Detect-input features are
-pulled towards the teacher's (:mod:`ikd_yolo.kd_losses`). The term is reported as
+it). Teacher and student then run on the adversarial images and the student's outputs are pulled towards the
+teacher's: with ``adv_match=response`` (default) its Detect outputs, by BCKD and LD
+(:mod:`ikd_yolo.response_kd`); with ``features`` (the reference's term) its projected Detect-input features
+(:mod:`ikd_yolo.kd_losses`). ``adv_target=gap`` makes the attack ascend that term itself
+(the student's distance to the teacher) instead of the teacher's classification loss. The term is reported as
 ``adv_loss`` (zero when inactive, and in eval mode, because Ultralytics freezes loss columns at the first batch).
 
 Choices made deliberately:

@@ -12,8 +12,14 @@ from .helpers import det_batch
 
 
 def make_model(**ikd):
-    # fixed weights unless a test asks for the calibration; every clean-image term on
-    fixed = {"kd_loss": "native", "kd_balance": 0.0, "kd_cls_weight": 1.0, "kd_dfl_weight": 1.0}
+    # fixed weights unless a test asks for the calibration; every clean-image term on; the reference's feature term
+    fixed = {
+        "kd_loss": "native",
+        "kd_balance": 0.0,
+        "kd_cls_weight": 1.0,
+        "kd_dfl_weight": 1.0,
+        "adv_match": "features",
+    }
     return helpers.make_model(**{"adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **fixed, **ikd})
 
 
