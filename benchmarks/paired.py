@@ -15,19 +15,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
 from common import RESULTS
 from report import paired
 
 
-def arm(spec: str) -> tuple[str, dict, dict]:
-    """``FILE:METHOD`` -> (label, the run's json, the method's entry)."""
-    name, _, method = spec.rpartition(":")
+def one_arm(name: str, method: str) -> tuple[dict, dict]:
+    """The run's json in ``RESULTS / name`` and its entry for ``method``."""
     path = RESULTS / name
     run = json.loads(path.read_text())
     entry = next((e for e in run["methods"] if e["method"] == method), None)
     if entry is None:
-        raise SystemExit(f"{spec}: {path} has no method {method!r} (it has {[e['method'] for e in run['methods']]})")
+        raise SystemExit(f"{path} has no method {method!r} (it has {[e['method'] for e in run['methods']]})")
+    return run, entry
+
+
+def arm(spec: str) -> tuple[str, dict, dict]:
+    """``FILE:METHOD`` -> (label, the run's json, the method's entry). ``FILE1+FILE2:METHOD`` joins the seeds of the
+    same method in several runs (a seed in two of them is taken from the first): the per-seed scores and their
+    mean, and the AP by size and the epoch-time ratio as the runs' means weighted by their seeds."""
+    name, _, method = spec.rpartition(":")
+    parts = [one_arm(n, method) for n in name.split("+")]
+    if len(parts) == 1:
+        return f"{name}:{method}", *parts[0]
+    scores, weights = {}, []
+    for _, e in parts:
+        new = {sd: v for sd, v in zip(e["seeds"], e["map50_95_per_seed"], strict=True) if sd not in scores}
+        scores.update(new)
+        weights.append(len(new))
+    seeds = sorted(scores)
+
+    def weighted(key):
+        return sum(e.get(key, float("nan")) * w for (_, e), w in zip(parts, weights, strict=True)) / sum(weights)
+
+    entry = {
+        "method": method,
+        "seeds": seeds,
+        "map50_95_per_seed": [scores[sd] for sd in seeds],
+        "map50_95": statistics.fmean(scores.values()),
+        **{k: weighted(k) for k in ("ap_small", "ap_medium", "ap_large", "epoch_time_ratio")},
+    }
+    run = {
+        "commit": "+".join(dict.fromkeys(r["commit"] for r, _ in parts)),
+        "ikd_overrides": parts[0][0].get("ikd_overrides", {}),
+    }
     return f"{name}:{method}", run, entry
 
 
@@ -52,9 +84,12 @@ def main() -> None:
             per_seed, mean = diffs
             positive = sum(d > 0 for d in per_seed)
             seeds = ", ".join(f"{d:+.2f}" for d in per_seed)
-            cells.append(f"**{mean:+.2f}** ({seeds}; {positive}/{len(per_seed)} > 0)")
+            spread = f"; sd {statistics.stdev(per_seed):.2f}" if len(per_seed) > 1 else ""
+            cells.append(f"**{mean:+.2f}** ({seeds}; {positive}/{len(per_seed)} > 0{spread})")
         settings = ", ".join(f"{k}={v}" for k, v in run.get("ikd_overrides", {}).items()) or "defaults"
         scores = ", ".join(f"{v:.4f}" for v in e["map50_95_per_seed"])
+        if len(e["map50_95_per_seed"]) > 1:
+            scores += f" (sd {statistics.stdev(e['map50_95_per_seed']):.4f})"
         print(
             f"| {label} | {settings} | {run['commit']} | {scores} | {e['map50_95']:.4f} | {' | '.join(cells)} "
             f"| {e['ap_small']:.3f} / {e['ap_medium']:.3f} / {e['ap_large']:.3f} "
