@@ -216,7 +216,7 @@ SETTINGS: dict[str, Setting] = {
     "adv_aug": _s(True, "match the student to the teacher on adversarial images made against the teacher", _ADV),
     "adv_weight": _s(
         1.0,
-        "weight of the adversarial feature term (per-element mean loss, x batch size like other "
+        "weight of the adversarial term (its loss per element or per soft positive, x batch size like other "
         "terms; rescaled by kd_balance when that is on)",
         _ADV,
         low=0.0,
