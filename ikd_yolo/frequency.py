@@ -236,6 +236,10 @@ class SourceImageFrequency:
         self._rng: random.Random | None = None
         self._rng_pid: int | None = None
 
+    def reset_stream(self) -> None:
+        """Seed the stream again, from ``random``'s state at the next draw (after a resume has reseeded it)."""
+        self._rng = None
+
     def rng(self) -> random.Random:
         """This process's stream (a forked dataloader worker gets its own on its first draw)."""
         if self._rng is None or self._rng_pid != os.getpid():

@@ -256,3 +256,24 @@ def test_source_stage_draws_from_its_own_stream_and_leaves_pythons_random_alone(
     first = run()
     assert first == run()
     assert len(set(first)) > 3  # cropped at different windows, and some not at all
+
+
+def test_source_stage_stream_reset_follows_the_new_state_of_random():
+    """After a resume reseeds `random`, reset_stream makes the hook draw from the new state, not replay the old."""
+
+    def windows(hook, n=12):
+        return [hash(hook(i)["img"].tobytes()) for i in range(n)]
+
+    def fresh():
+        return SourceImageFrequency(_Images(), SizeAwareFrequencyAug(crop_p=0.5, crop_mode="window"))
+
+    random.seed(5)
+    first = windows(fresh())
+    hook = fresh()
+    random.seed(5)
+    hook(0)  # drew once from the stream seeded at the first run's state
+    random.seed(6)  # the resume reseeds
+    hook.reset_stream()
+    resumed = windows(hook)
+    random.seed(6)
+    assert resumed == windows(fresh()) and resumed != first

@@ -185,13 +185,20 @@ def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_pa
 
     a, b = interrupted("A"), interrupted("B")
     monkeypatch.chdir(tmp_path)
+    from ikd_yolo.frequency import SourceImageFrequency
+
+    reseeded = []
+    real_reset = SourceImageFrequency.reset_stream
+    monkeypatch.setattr(SourceImageFrequency, "reset_stream", lambda hook: reseeded.append(1) or real_reset(hook))
     argv = ["resume=True", f"model={a}"] if form.startswith("resume=True") else [f"resume={a}"]
     assert main(argv) == 0
     rows = read_results(tmp_path / "A")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert rows[1]["train/dis_loss"] > 0 and rows[1]["train/adv_loss"] > 0  # resumed as an IKD run, in its phase
-    # the augmentation's random stream moved on: the resumed epoch does not replay epoch 1's branches
-    assert (rows[1]["freq/noise"], rows[1]["freq/crop"]) != (rows[0]["freq/noise"], rows[0]["freq/crop"])
+    # the augmentation is on in the resumed epoch, and its stream was seeded again from the resumed epoch's state of
+    # `random` (test_frequency: a reseeded stream draws differently). Comparing the two epochs' branch fractions
+    # instead failed once in CI: at 16 samples they can coincide.
+    assert rows[1]["freq/noise"] + rows[1]["freq/crop"] > 0 and reseeded == [1]
     assert len(read_results(tmp_path / "B")) == 1 and b.exists()
     saved = yaml.safe_load((tmp_path / "A" / "ikd.yaml").read_text())  # settings restored from the checkpoint
     assert saved["adv_epochs"] == 0.67 and saved["freq_noise_p"] == 0.9 and "kd_gains" in saved
