@@ -254,12 +254,18 @@ class SourceImageFrequency:
         return hook
 
     @staticmethod
-    def remove(dataset) -> bool:
+    def installed(dataset) -> SourceImageFrequency | None:
+        """The hook installed in ``dataset``, or None."""
+        hook = dataset.__dict__.get("get_image_and_label")
+        return hook if isinstance(hook, SourceImageFrequency) else None
+
+    @classmethod
+    def remove(cls, dataset) -> bool:
         """Take the hook out of ``dataset``; whether there was one."""
-        if isinstance(dataset.__dict__.get("get_image_and_label"), SourceImageFrequency):
-            del dataset.get_image_and_label
-            return True
-        return False
+        if cls.installed(dataset) is None:
+            return False
+        del dataset.get_image_and_label
+        return True
 
     def __call__(self, index: int) -> dict[str, Any]:
         label = type(self.dataset).get_image_and_label(self.dataset, index)
@@ -315,8 +321,8 @@ def frequency_augmentations(current: list | None, ikd) -> list:
 def epoch_branch_fractions(dataset) -> dict[str, float] | None:
     """The fraction of training samples per branch since the last call (the transform's counters, shared with the
     dataloader workers, are reset), or None when the dataset's pipeline holds no frequency transform."""
-    hook = dataset.__dict__.get("get_image_and_label")
-    if isinstance(hook, SourceImageFrequency):
+    hook = SourceImageFrequency.installed(dataset)
+    if hook is not None:
         return hook.transform.pop_branch_fractions()
     stack = [dataset.transforms]
     while stack:

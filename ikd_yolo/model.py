@@ -368,12 +368,17 @@ class IKDDistillationModel(DistillationModel):
         """Attack part of the batch against the teacher and match student to teacher features on it, with a student
         forward of its own (``adv_bn`` batch or running)."""
         adv_img = self.adversarial_images(batch)
-        bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
         self._student_feats.clear()
-        with bn(self.student_model):
+        with self.separate_adv_bn():
             self.student_model(adv_img)
         hooked = dict(self._student_feats)
         return self.adversarial_term(adv_img, hooked)
+
+    def separate_adv_bn(self):
+        """The student's BatchNorm for a forward of adversarial images of their own: running statistics
+        (``adv_bn=running``), else their own batch statistics; the running statistics do not move."""
+        bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
+        return bn(self.student_model)
 
     def adversarial_term(self, adv_img: torch.Tensor, student_hooked: dict) -> torch.Tensor:
         """The feature loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same
@@ -412,8 +417,7 @@ class IKDDistillationModel(DistillationModel):
         self._teacher_feats.clear()
         self._student_feats.clear()
         self.teacher_model(x)
-        bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
-        with bn(self.student_model):
+        with self.separate_adv_bn():
             self.student_model(x)
         return self.match_loss().sum()
 

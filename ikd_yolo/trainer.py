@@ -329,8 +329,8 @@ class IKDTrainer(DetectionTrainer):
             torch.manual_seed(seed)
             if getattr(self.train_loader, "generator", None) is not None:
                 self.train_loader.generator.manual_seed(seed)
-            hook = self.train_loader.dataset.__dict__.get("get_image_and_label")
-            if isinstance(hook, SourceImageFrequency):  # its own stream, seeded from random's (new) state
+            hook = SourceImageFrequency.installed(self.train_loader.dataset)
+            if hook is not None:  # its own stream, seeded from random's (new) state
                 hook.reset_stream()
             if hasattr(self.train_loader, "reset"):
                 self.train_loader.reset()
