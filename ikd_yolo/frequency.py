@@ -243,7 +243,9 @@ class SourceImageFrequency:
     def rng(self) -> random.Random:
         """This process's stream (a forked dataloader worker gets its own on its first draw)."""
         if self._rng is None or self._rng_pid != os.getpid():
-            self._rng = random.Random(hash(random.getstate()))  # reads the global state, draws nothing from it
+            # reads the global state, draws nothing from it; only its integers are hashed (before Python 3.12 the hash
+            # of the state's trailing None is its address, which differs between processes)
+            self._rng = random.Random(hash(random.getstate()[1]))
             self._rng_pid = os.getpid()
         return self._rng
 

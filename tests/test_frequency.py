@@ -1,6 +1,8 @@
 """The size-aware frequency augmentation: the rule, the spectra it changes, boxes, serialisation, seeding."""
 
 import random
+import subprocess
+import sys
 
 import albumentations as A
 import cv2
@@ -277,3 +279,17 @@ def test_source_stage_stream_reset_follows_the_new_state_of_random():
     resumed = windows(hook)
     random.seed(6)
     assert resumed == windows(fresh()) and resumed != first
+
+
+def test_source_stage_stream_is_the_same_in_another_process():
+    """The stream depends on `random`'s state alone, not on anything that differs between processes."""
+    code = (
+        "import random\n"
+        "from ikd_yolo.frequency import SourceImageFrequency, SizeAwareFrequencyAug\n"
+        "random.seed(7)\n"
+        "print(SourceImageFrequency(None, SizeAwareFrequencyAug()).rng().random())\n"
+    )
+    draws = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in "ab"
+    }
+    assert len(draws) == 1, draws
