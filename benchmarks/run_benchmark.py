@@ -264,12 +264,21 @@ def train_one(spec: dict) -> dict:
     return {**scores, "epoch_time_s": train_s / spec["epochs"], "peak_mem_mb": peak}
 
 
+def portable(spec: dict | None) -> dict | None:
+    """``spec`` with every path under the benchmark cache written from the cache's root, so that a result cached by
+    another checkout (a worktree, a moved clone: the cache is often a shared link) is found again."""
+    if spec is None:
+        return None
+    marker = "/benchmarks/cache/bench/"
+    return {k: v.split(marker, 1)[1] if isinstance(v, str) and marker in v else v for k, v in spec.items()}
+
+
 def run_spec(spec: dict, fresh: bool) -> dict:
     """Train one (method, seed) in a child process unless a cached result with the same settings exists."""
     result_file = Path(spec["run_dir"] + ".json")
     if result_file.exists() and not fresh:
         cached = json.loads(result_file.read_text())
-        if cached.get("spec") == spec:
+        if portable(cached.get("spec")) == portable(spec):
             print(f"  {spec['method']} seed {spec['seed']}: cached", flush=True)
             return cached["result"]
     print(f"  {spec['method']} seed {spec['seed']}: training", flush=True)
