@@ -234,9 +234,10 @@ SETTINGS: dict[str, Setting] = {
         "what the student matches to the teacher on the adversarial images: response = the Detect outputs (BCKD on "
         "the class logits and, when both heads have the same reg_max, LD on the DFL bins, as kd_cls_beta and "
         "kd_dfl_tau set them; higher than features at 8 of 10 paired seeds, BENCHMARKS.md), features = the "
-        "projected Detect inputs (the reference's term, loss adv_loss)",
+        "projected Detect inputs (the reference's term, loss adv_loss), labels = no teacher output: the student's "
+        "detection loss on the adversarial images and their (teacher-refined) labels",
         _ADV,
-        choices=("response", "features"),
+        choices=("response", "features", "labels"),
     ),
     "adv_target": _s(
         "teacher",
@@ -416,7 +417,13 @@ class _ConfigMethods:
         if mapping:
             mapping = resolve_aliases(mapping)
             values.update({k: v for k, v in mapping.items() if k in values})
-        return cls(**{k: _check(k, v) for k, v in values.items()})
+        checked = {k: _check(k, v) for k, v in values.items()}
+        if checked["adv_target"] == "gap" and checked["adv_match"] == "labels":
+            raise IKDSettingError(
+                "IKD setting 'adv_target=gap' ascends the student's distance to the teacher, which "
+                "'adv_match=labels' does not compute: use adv_target=teacher or another adv_match"
+            )
+        return cls(**checked)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the settings, in declaration order."""

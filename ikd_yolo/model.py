@@ -30,9 +30,11 @@ MI-DI-FGSM against the frozen teacher's classification loss on the batch's groun
 it). Teacher and student then run on the adversarial images and the student's outputs are pulled towards the
 teacher's: with ``adv_match=response`` (default) its Detect outputs, by BCKD and LD
 (:mod:`ikd_yolo.response_kd`); with ``features`` (the reference's term) its projected Detect-input features
-(:mod:`ikd_yolo.kd_losses`). ``adv_target=gap`` makes the attack ascend that term itself
-(the student's distance to the teacher) instead of the teacher's classification loss. The term is reported as
-``adv_loss`` (zero when inactive, and in eval mode, because Ultralytics freezes loss columns at the first batch).
+(:mod:`ikd_yolo.kd_losses`); with ``labels`` the teacher is not matched at all: the student's detection loss on
+the adversarial images and the batch's (teacher-refined) labels. ``adv_target=gap`` makes the attack ascend the
+matching term itself (the student's distance to the teacher) instead of the teacher's classification loss. The
+term is reported as ``adv_loss`` (zero when inactive, and in eval mode, because Ultralytics freezes loss columns at
+the first batch).
 
 Choices made deliberately:
 
@@ -174,6 +176,8 @@ class IKDDistillationModel(DistillationModel):
         self._balance: GradientBalance | None = None
         self._calibrated: bool | None = None  # mirror of the kd_calibrated buffer, read on first use
         self._adv_student_feats: dict = {}  # adv_bn=joint: the student's hooked outputs on the adversarial images
+        self._adv_preds = None  # adv_bn=joint: the student's training outputs on them (adv_match=labels)
+        self._refined: dict | None = None  # the batch with the labels of the last clean detection loss
         device = next(self.projector.parameters()).device
         channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
         kd_module = build_kd_module(ikd, channels)
@@ -197,6 +201,8 @@ class IKDDistillationModel(DistillationModel):
         state["_balance"] = None
         state["_calibrated"] = None  # a copy (EMA, checkpoint) reads its own buffer
         state["_adv_student_feats"] = {}
+        state["_adv_preds"] = None
+        state["_refined"] = None
         state["_attack_failures"] = 0
         return state
 
@@ -253,12 +259,15 @@ class IKDDistillationModel(DistillationModel):
         if adv_on and self.ikd.adv_bn == "joint":  # one student forward of the clean and adversarial images
             adv_img = self.adversarial_images(batch)
             regular, items, terms = self.clean_kd_terms(batch, extra=adv_img)
-            terms["adv"] = self.adversarial_term(adv_img, self._adv_student_feats) * self.ikd.adv_weight
-            self._adv_student_feats = {}
+            labelled = sub_batch(self._refined, adv_img.shape[0])
+            term = self.adversarial_term(adv_img, self._adv_student_feats, self._adv_preds, labelled)
+            terms["adv"] = term * self.ikd.adv_weight
+            self._adv_student_feats, self._adv_preds, self._refined = {}, None, None
         else:
             regular, items, terms = self.clean_kd_terms(batch)
             if adv_on:
-                terms["adv"] = self.adversarial_feature_loss(batch) * self.ikd.adv_weight
+                terms["adv"] = self.adversarial_feature_loss(batch, self._refined) * self.ikd.adv_weight
+            self._refined = None
         bs = batch["img"].shape[0]
         if calibrating:
             self.calibrate(regular.sum(), {k: v * bs for k, v in terms.items()})
@@ -324,7 +333,8 @@ class IKDDistillationModel(DistillationModel):
         ``dfl`` (response). ``detach_student``: the projector warm-up, only ``dis``, on student features cut from the
         student's graph. ``kd_terms=False``: the detection loss alone. ``extra``: images that the student sees in the
         same forward, after the batch's (``adv_bn=joint``); their hooked features are left in
-        ``_adv_student_feats``."""
+        ``_adv_student_feats`` and their training outputs in ``_adv_preds``. The batch with the labels the detection
+        loss used (refined per batch when ``kd_labels_mode=batch``) is left in ``_refined``."""
         self._teacher_feats.clear()
         self._student_feats.clear()
         kd_terms = kd_terms and self.soft_terms_on  # e.g. the adversarial term alone: no clean-image KD term
@@ -334,11 +344,13 @@ class IKDDistillationModel(DistillationModel):
         if self.labels_per_batch:
             decoded = out[0] if isinstance(out, (tuple, list)) else out
             batch = refine_labels(batch, teacher_detections(decoded, self.ikd.kd_label_conf), self.ikd.kd_labels)
+        self._refined = batch
         if extra is None:
             preds = self.student_model(batch["img"])  # hooks capture student features
         else:
             n = batch["img"].shape[0]
-            preds = take(self.student_model(torch.cat([batch["img"], extra.to(batch["img"].dtype)])), slice(0, n))
+            both = self.student_model(torch.cat([batch["img"], extra.to(batch["img"].dtype)]))
+            preds, self._adv_preds = take(both, slice(0, n)), take(both, slice(n, None))
             hooked = dict(self._student_feats)
             self._student_feats.clear()  # the hooks' own dict: emptied and refilled, never replaced
             self._student_feats.update({k: take(v, slice(0, n)) for k, v in hooked.items()})
@@ -364,15 +376,16 @@ class IKDDistillationModel(DistillationModel):
             terms["dfl"] = dfl * self.ikd.kd_dfl_weight
         return regular_loss, loss_items, terms
 
-    def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
+    def adversarial_feature_loss(self, batch: dict, labelled: dict | None = None) -> torch.Tensor:
         """Attack part of the batch against the teacher and match student to teacher features on it, with a student
-        forward of its own (``adv_bn`` batch or running)."""
+        forward of its own (``adv_bn`` batch or running). ``labelled``: the batch with the labels the detection loss
+        used (``adv_match=labels``; default ``batch``)."""
         adv_img = self.adversarial_images(batch)
         self._student_feats.clear()
         with self.separate_adv_bn():
-            self.student_model(adv_img)
+            preds = self.student_model(adv_img)
         hooked = dict(self._student_feats)
-        return self.adversarial_term(adv_img, hooked)
+        return self.adversarial_term(adv_img, hooked, preds, sub_batch(labelled or batch, adv_img.shape[0]))
 
     def separate_adv_bn(self):
         """The student's BatchNorm for a forward of adversarial images of their own: running statistics
@@ -380,15 +393,21 @@ class IKDDistillationModel(DistillationModel):
         bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
         return bn(self.student_model)
 
-    def adversarial_term(self, adv_img: torch.Tensor, student_hooked: dict) -> torch.Tensor:
-        """The feature loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same
-        images (zero, and counted in ``adv_skipped``, when it is not finite: e.g. a failed attack)."""
+    def adversarial_term(self, adv_img: torch.Tensor, student_hooked: dict, preds, labelled: dict) -> torch.Tensor:
+        """The loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same images, or
+        (``adv_match=labels``) the student's detection loss on them, per image, from its training outputs ``preds``
+        and the attacked images' labels ``labelled``. Zero, and counted in ``adv_skipped``, when it is not finite
+        (e.g. a failed attack)."""
         self._teacher_feats.clear()
-        with torch.no_grad():
-            self.teacher_model(adv_img)
         self._student_feats.clear()
-        self._student_feats.update(student_hooked)
-        total = self.match_loss()
+        if self.ikd.adv_match == "labels":  # no teacher pass: the labels are the batch's (teacher-refined ones)
+            loss, _ = self.student_model.loss(labelled, preds)
+            total = loss.sum().reshape(1) / adv_img.shape[0]
+        else:
+            with torch.no_grad():
+                self.teacher_model(adv_img)
+            self._student_feats.update(student_hooked)
+            total = self.match_loss()
         if not torch.isfinite(total).all():  # the term's one wait for the GPU
             self.adv_skipped += 1
             return torch.zeros(1, device=adv_img.device)

@@ -131,6 +131,37 @@ def test_adv_match_response_is_bckd_and_ld_on_the_adversarial_images(adv_bn):
     assert items["adv_loss"].item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+@pytest.mark.parametrize("adv_bn", ["batch", "joint"])
+def test_adv_match_labels_is_the_detection_loss_on_the_adversarial_images(adv_bn):
+    """adv_match=labels: the term is the student's detection loss per image on the attacked images, with their
+    labels; it trains the student, not the projector, and runs no teacher on the adversarial images."""
+    model = make_model(adv_match="labels", adv_bn=adv_bn, kd_loss="none", kd_cls_weight=0.0, kd_dfl_weight=0.0)
+    twin = copy.deepcopy(model)
+    batch = make_batch()
+    loss, items = model(batch)
+    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0
+    loss.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
+    assert all(p.grad is None for p in model.projector.parameters())
+    assert not model._teacher_feats and not model._student_feats and model._adv_preds is None
+    adv = twin.adversarial_images(batch)
+    n = batch["img"].shape[0]
+    with torch.no_grad():
+        preds = twin.student_model(torch.cat([batch["img"], adv]) if adv_bn == "joint" else adv)
+        preds = take(preds, slice(n, None)) if adv_bn == "joint" else preds
+        expected, _ = twin.student_model.loss(batch, preds)
+        clean, _ = twin.student_model.loss(batch, twin.student_model(batch["img"]))
+    assert items["adv_loss"].item() == pytest.approx(expected.sum().item() / n, rel=1e-4)
+    assert items["adv_loss"].item() != pytest.approx(clean.sum().item() / n, rel=1e-3)  # the attacked images' loss
+
+
+def test_adv_match_labels_refuses_the_gap_attack():
+    from ikd_yolo.config import IKDConfig, IKDSettingError
+
+    with pytest.raises(IKDSettingError, match="adv_target=teacher"):
+        IKDConfig.from_mapping({"adv_match": "labels", "adv_target": "gap"})
+
+
 @pytest.mark.parametrize("adv_match", ["features", "response"])
 def test_adv_target_gap_attack_widens_the_student_teacher_gap(adv_match):
     """adv_target=gap: the attack ascends the adversarial term itself; no parameter gets a gradient and the
