@@ -432,10 +432,13 @@ class IKDDistillationModel(DistillationModel):
 
     def student_teacher_gap(self, x: torch.Tensor) -> torch.Tensor:
         """``adv_target=gap``'s attack objective: the adversarial term between the student and the teacher on
-        ``x`` (differentiable with respect to ``x``; the student's BatchNorm statistics do not move)."""
+        ``x`` (differentiable with respect to ``x``; the student's BatchNorm statistics do not move). BCKD and LD
+        take the teacher's outputs as fixed targets, so with ``adv_match=response`` the teacher runs without a graph
+        (the gradient reaches ``x`` through the student only, as it would anyway)."""
         self._teacher_feats.clear()
         self._student_feats.clear()
-        self.teacher_model(x)
+        with torch.no_grad() if self.ikd.adv_match == "response" else contextlib.nullcontext():
+            self.teacher_model(x)
         with self.separate_adv_bn():
             self.student_model(x)
         return self.match_loss().sum()
