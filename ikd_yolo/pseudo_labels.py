@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from ultralytics.utils.metrics import box_iou
 from ultralytics.utils.nms import non_max_suppression
 from ultralytics.utils.ops import xywh2xyxy, xyxy2xywh
@@ -127,14 +128,19 @@ def refine_dataset(
 
     The teacher runs once per image (not per augmented batch); ``dataset.labels`` then holds the refined boxes,
     which the augmentations transform as they transform any label. No file is written. ``after_batch``: called
-    after each teacher forward (to empty the distillation hooks).
+    after each teacher forward (to empty the distillation hooks). In a distributed run (``torch.distributed``
+    initialised) each rank runs the teacher on its share of the images (every world-size-th) and the ranks
+    exchange the refined labels, so that every rank's copy of the dataset ends up the same.
 
     Returns:
         Counts: ``images``, ``labels`` (before), ``refined`` (labels moved), ``added`` (objects added).
     """
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    inputs = _TeacherInputs(dataset)
+    share = torch.utils.data.Subset(inputs, range(dist.get_rank() if world > 1 else 0, len(inputs), world))
+    loader = torch.utils.data.DataLoader(share, batch_size=batch, num_workers=workers)
     param = next(teacher.parameters())
-    loader = torch.utils.data.DataLoader(_TeacherInputs(dataset), batch_size=batch, num_workers=workers)
-    stats = dict(images=0, labels=0, refined=0, added=0)
+    refined = []  # (image index, classes, normalised xywh boxes) of this rank's images
     for index, imgs, scale in loader:
         out = teacher(imgs.to(param.device, non_blocking=True).to(param.dtype) / 255)
         if after_batch is not None:
@@ -145,12 +151,21 @@ def refine_dataset(
             boxes = torch.from_numpy(np.asarray(label["bboxes"], dtype=np.float32).reshape(-1, 4))
             cls = torch.from_numpy(np.asarray(label["cls"], dtype=np.float32).reshape(-1))
             new_cls, new_boxes = refine_targets(cls, boxes, det.cpu().float() / s, mix)
-            stats["images"] += 1
-            stats["labels"] += len(boxes)
-            stats["refined"] += int((new_boxes[: len(boxes)] != boxes).any(1).sum())
-            stats["added"] += len(new_boxes) - len(boxes)
-            label["cls"] = new_cls.numpy().reshape(-1, 1).astype(np.float32)
-            label["bboxes"] = new_boxes.numpy().astype(np.float32)
-            if len(new_boxes) != len(boxes) and len(label.get("segments") or []):
-                label["segments"] = []  # polygons of the original objects only: no longer one per box
+            refined.append((i, new_cls.numpy(), new_boxes.numpy()))
+    if world > 1:
+        shares = [None] * world
+        dist.all_gather_object(shares, refined)
+        refined = [r for part in shares for r in part]
+    stats = dict(images=0, labels=0, refined=0, added=0)
+    for i, new_cls, new_boxes in refined:
+        label = dataset.labels[i]
+        boxes = np.asarray(label["bboxes"], dtype=np.float32).reshape(-1, 4)
+        stats["images"] += 1
+        stats["labels"] += len(boxes)
+        stats["refined"] += int((new_boxes[: len(boxes)] != boxes).any(1).sum())
+        stats["added"] += len(new_boxes) - len(boxes)
+        label["cls"] = new_cls.reshape(-1, 1).astype(np.float32)
+        label["bboxes"] = new_boxes.astype(np.float32)
+        if len(new_boxes) != len(boxes) and len(label.get("segments") or []):
+            label["segments"] = []  # polygons of the original objects only: no longer one per box
     return stats

@@ -293,8 +293,9 @@ class IKDTrainer(DetectionTrainer):
             self._refine_dataset_labels()
 
     def _refine_dataset_labels(self) -> None:
-        """kd_labels_mode=dataset: the teacher refines the training set's labels once, in memory (every rank its
-        own copy of the dataset), and the loader restarts so that its workers see them."""
+        """kd_labels_mode=dataset: the teacher refines the training set's labels once, in memory (under DDP each
+        rank runs it on its share of the images and the ranks exchange the labels, so every rank's copy of the
+        dataset is refined alike), and the loader restarts so that its workers see them."""
         model = unwrap_model(self.model)
         dataset = self.train_loader.dataset
         start = time.time()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -44,3 +45,38 @@ def test_two_gloo_ranks_keep_student_identical(tmp_path):
     # batch 1 calibrates kd_balance (KD terms off), then the term acts; the gains (in the compared tensor) agree
     assert r["kd_calibrated"] == 1 and all(math.isfinite(g) and g > 0 for g in r["kd_gain"]), r
     assert r["adv_skipped"] == 0 and r["adv_losses"][0] == 0 and all(v > 0 for v in r["adv_losses"][1:]), r
+
+
+def test_two_gloo_ranks_share_the_label_refinement(tmp_path, teacher_pt):
+    """kd_labels_mode=dataset under torchrun: each rank runs the teacher on half of the images, and both end with
+    the labels (and counts) that one process refining every image gets."""
+    from ikd_yolo.demo.shapes import make_shapes_dataset
+
+    sys.path.insert(0, str(HERE))
+    from ddp_refine_worker import refined_labels
+
+    data = make_shapes_dataset(tmp_path / "data", n_train=12, n_val=2, imgsz=128, seed=0, box_noise=0.1, miss_rate=0.3)
+    out = tmp_path / "refined"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        f"--master_port={free_port()}",
+        str(HERE / "ddp_refine_worker.py"),
+        str(data),
+        str(teacher_pt),
+        str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    labels, stats, forwards = refined_labels(str(data), str(teacher_pt))  # no process group here: every image
+    assert forwards == 12 and stats["images"] == 12 and stats["refined"] > 0 and stats["added"] > 0
+    for rank in (0, 1):
+        r = json.loads(Path(f"{out}.{rank}.json").read_text())
+        assert r["world_size"] == 2 and r["teacher_images"] == 6 and r["stats"] == stats
+        for (cls, boxes), (ref_cls, ref_boxes) in zip(r["labels"], labels, strict=True):
+            assert cls == ref_cls
+            assert np.allclose(np.array(boxes).reshape(-1, 4), np.array(ref_boxes).reshape(-1, 4), atol=1e-5)
