@@ -235,7 +235,8 @@ SETTINGS: dict[str, Setting] = {
         "the class logits and, when both heads have the same reg_max, LD on the DFL bins, as kd_cls_beta and "
         "kd_dfl_tau set them; higher than features at 8 of 10 paired seeds, BENCHMARKS.md), features = the "
         "projected Detect inputs (the reference's term, loss adv_loss), labels = no teacher output: the student's "
-        "detection loss on the adversarial images and their (teacher-refined) labels",
+        "detection loss on the adversarial images and their (teacher-refined) labels (lower than response at 5 of 5 "
+        "paired seeds, BENCHMARKS.md)",
         _ADV,
         choices=("response", "features", "labels"),
     ),
