@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ikd_yolo.config import IKDConfig
 from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
-from .helpers import IKD_FAST, IMGSZ, ROOT, SOFT, Interrupt, read_results, run_python
+from .helpers import IKD_FAST, IMGSZ, PICO, ROOT, SOFT, Interrupt, read_results, run_python
 
 pytestmark = pytest.mark.slow  # every test here trains end to end or starts processes
 
@@ -313,3 +314,25 @@ def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
     assert trainer._handle_nan_recovery(epoch=trainer.start_epoch + 1)
     for k, v in model.kd_module.state_dict().items():
         assert torch.equal(v.float(), saved[k].float()), k
+
+
+def test_frequency_stop_at_close_mosaic_keeps_the_run_paired_with_one_without_it(shapes_data, teacher_pt, tmp_path):
+    """The frequency augmentation draws from a stream of its own, so a run with it sees the mosaics and affines of a
+    run without it. Its stop restarts the loader; in the close_mosaic epoch that is the restart the run without it
+    makes too (Ultralytics' reset only drops the iterator, so two in one epoch are one). With both branches at
+    probability 0 it changes no image, so the two runs end with the same weights; stopped an epoch earlier, its
+    restart gives the loader new workers (new random streams) and the runs part: what the benchmark's arms with the
+    augmentation differ by after its stop, besides the augmentation itself."""
+
+    def train(name, **ikd):
+        args = dict(data=str(shapes_data), teacher=str(teacher_pt), model=PICO, epochs=3, close_mosaic=1)
+        fast = {**IKD_FAST, "workers": 2}  # loader workers: what a restart renews
+        trainer = IKDTrainer(overrides=dict(**args, project=str(tmp_path), name=name, adv_aug=False, **fast, **ikd))
+        trainer.train()
+        ckpt = torch.load(tmp_path / name / "weights" / "last.pt", weights_only=False)
+        return torch.cat([v.float().flatten() for v in ckpt["model"].state_dict().values()])
+
+    idle = dict(freq_aug=True, freq_stage="source", freq_noise_p=0.0, freq_crop_p=0.0)
+    plain = train("plain", freq_aug=False)
+    assert torch.equal(train("with_close", freq_epochs=0.667, **idle), plain)  # stops at epoch 3 = close_mosaic's
+    assert not torch.equal(train("before_close", freq_epochs=0.333, **idle), plain)  # stops at epoch 2: own restart
