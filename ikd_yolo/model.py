@@ -259,7 +259,7 @@ class IKDDistillationModel(DistillationModel):
         if adv_on and self.ikd.adv_bn == "joint":  # one student forward of the clean and adversarial images
             adv_img = self.adversarial_images(batch)
             regular, items, terms = self.clean_kd_terms(batch, extra=adv_img)
-            labelled = sub_batch(self._refined, adv_img.shape[0])
+            labelled = sub_batch(self._refined, adv_img.shape[0]) if self.ikd.adv_match == "labels" else None
             term = self.adversarial_term(adv_img, self._adv_student_feats, self._adv_preds, labelled)
             terms["adv"] = term * self.ikd.adv_weight
             self._adv_student_feats, self._adv_preds, self._refined = {}, None, None
@@ -385,7 +385,8 @@ class IKDDistillationModel(DistillationModel):
         with self.separate_adv_bn():
             preds = self.student_model(adv_img)
         hooked = dict(self._student_feats)
-        return self.adversarial_term(adv_img, hooked, preds, sub_batch(labelled or batch, adv_img.shape[0]))
+        labelled = sub_batch(batch if labelled is None else labelled, adv_img.shape[0])
+        return self.adversarial_term(adv_img, hooked, preds, labelled)
 
     def separate_adv_bn(self):
         """The student's BatchNorm for a forward of adversarial images of their own: running statistics
@@ -393,7 +394,9 @@ class IKDDistillationModel(DistillationModel):
         bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
         return bn(self.student_model)
 
-    def adversarial_term(self, adv_img: torch.Tensor, student_hooked: dict, preds, labelled: dict) -> torch.Tensor:
+    def adversarial_term(
+        self, adv_img: torch.Tensor, student_hooked: dict, preds, labelled: dict | None
+    ) -> torch.Tensor:
         """The loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same images, or
         (``adv_match=labels``) the student's detection loss on them, per image, from its training outputs ``preds``
         and the attacked images' labels ``labelled``. Zero, and counted in ``adv_skipped``, when it is not finite
