@@ -350,7 +350,9 @@ class IKDDistillationModel(DistillationModel):
         else:
             n = batch["img"].shape[0]
             both = self.student_model(torch.cat([batch["img"], extra.to(batch["img"].dtype)]))
-            preds, self._adv_preds = take(both, slice(0, n)), take(both, slice(n, None))
+            preds = take(both, slice(0, n))
+            if self.ikd.adv_match == "labels":  # the only reader of the adversarial images' training outputs
+                self._adv_preds = take(both, slice(n, None))
             hooked = dict(self._student_feats)
             self._student_feats.clear()  # the hooks' own dict: emptied and refilled, never replaced
             self._student_feats.update({k: take(v, slice(0, n)) for k, v in hooked.items()})

@@ -22,21 +22,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_keep_student_identical(tmp_path):
-    out = tmp_path / "ddp.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--nnodes=1",
-        f"--master_port={free_port()}",
-        str(HERE / "ddp_worker.py"),
-        str(out),
-    ]
+def run_two_ranks(script: str, *args) -> None:
+    """Run ``script`` (a file of this folder) as two gloo ranks under torch.distributed.run; it must exit 0."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1"]
+    cmd += [f"--master_port={free_port()}", str(HERE / script), *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_two_gloo_ranks_keep_student_identical(tmp_path):
+    out = tmp_path / "ddp.json"
+    run_two_ranks("ddp_worker.py", out)
     r = json.loads(out.read_text())
     assert r["world_size"] == 2
     assert r["student_changed"] > 0  # the steps trained something ...
@@ -57,21 +54,7 @@ def test_two_gloo_ranks_share_the_label_refinement(tmp_path, teacher_pt):
 
     data = make_shapes_dataset(tmp_path / "data", n_train=12, n_val=2, imgsz=128, seed=0, box_noise=0.1, miss_rate=0.3)
     out = tmp_path / "refined"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--nnodes=1",
-        f"--master_port={free_port()}",
-        str(HERE / "ddp_refine_worker.py"),
-        str(data),
-        str(teacher_pt),
-        str(out),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_two_ranks("ddp_refine_worker.py", data, teacher_pt, out)
     labels, stats, forwards = refined_labels(str(data), str(teacher_pt))  # no process group here: every image
     assert forwards == 12 and stats["images"] == 12 and stats["refined"] > 0 and stats["added"] > 0
     for rank in (0, 1):

@@ -23,6 +23,21 @@ def make_model(**ikd):
     return helpers.make_model(**{"adv_steps": 1, "adv_di_prob": 0.0, "adv_batch_frac": 1.0, **fixed, **ikd})
 
 
+def adv_match_step(adv_match, adv_bn):
+    """One training step of a model whose only KD term is the adversarial one (``adv_match``): it must be finite,
+    positive and train the student, not the projector. Returns an untouched copy of the model, the batch, items."""
+    model = make_model(adv_match=adv_match, adv_bn=adv_bn, kd_loss="none", kd_cls_weight=0.0, kd_dfl_weight=0.0)
+    twin = copy.deepcopy(model)
+    batch = make_batch()
+    loss, items = model(batch)
+    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0
+    loss.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
+    assert all(p.grad is None for p in model.projector.parameters())
+    assert not model._teacher_feats and not model._student_feats and model._adv_preds is None
+    return twin, batch, items
+
+
 def make_batch(n=4):
     return det_batch(n, ((0, 0.3, 0.3, 0.2, 0.2), (1, 0.6, 0.6, 0.5, 0.4), (2, 0.2, 0.7, 0.06, 0.06)))
 
@@ -114,14 +129,7 @@ def test_adv_match_response_is_bckd_and_ld_on_the_adversarial_images(adv_bn):
     attacked images; it trains the student, not the projector."""
     from ikd_yolo.response_kd import bckd_loss, head_outputs, ld_loss
 
-    model = make_model(adv_match="response", adv_bn=adv_bn, kd_loss="none", kd_cls_weight=0.0, kd_dfl_weight=0.0)
-    twin = copy.deepcopy(model)
-    batch = make_batch()
-    loss, items = model(batch)
-    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0
-    loss.sum().backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
-    assert all(p.grad is None for p in model.projector.parameters())
+    twin, batch, items = adv_match_step("response", adv_bn)
     adv = twin.adversarial_images(batch)
     with torch.no_grad():
         t = head_outputs(twin.teacher_model(adv))
@@ -135,15 +143,7 @@ def test_adv_match_response_is_bckd_and_ld_on_the_adversarial_images(adv_bn):
 def test_adv_match_labels_is_the_detection_loss_on_the_adversarial_images(adv_bn):
     """adv_match=labels: the term is the student's detection loss per image on the attacked images, with their
     labels; it trains the student, not the projector, and runs no teacher on the adversarial images."""
-    model = make_model(adv_match="labels", adv_bn=adv_bn, kd_loss="none", kd_cls_weight=0.0, kd_dfl_weight=0.0)
-    twin = copy.deepcopy(model)
-    batch = make_batch()
-    loss, items = model(batch)
-    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0
-    loss.sum().backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
-    assert all(p.grad is None for p in model.projector.parameters())
-    assert not model._teacher_feats and not model._student_feats and model._adv_preds is None
+    twin, batch, items = adv_match_step("labels", adv_bn)
     adv = twin.adversarial_images(batch)
     n = batch["img"].shape[0]
     with torch.no_grad():
