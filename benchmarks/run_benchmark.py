@@ -439,7 +439,8 @@ def main() -> None:
             ikd = all_methods[method]
             if ikd is not None:
                 ikd = {**ikd, **{k: v for k, v in overrides.items() if k in KEYS}}
-            own = ikd is not None or train_args or a.exact_labels  # runs that differ from the scale's own
+            # runs that differ from the scale's own get the tag, so that they never take a cached run's folder
+            own = ikd is not None or train_args or a.exact_labels or a.epochs not in (None, SCALES[a.scale]["epochs"])
             name = f"{method}_s{seed}" + (f"_{tag}" if tag and own else "")
             specs.append(
                 dict(
