@@ -295,9 +295,11 @@ SETTINGS: dict[str, Setting] = {
         "images together (shared batch statistics, running statistics updated on both; one student pass fewer: "
         "2.23x native's step on an H200 against 2.62x at two attack steps, level in accuracy); batch = their own "
         "forward, normalised by their own batch statistics, running statistics left as they were; running = their "
-        "own forward, normalised by the running statistics (BatchNorm frozen, as the reference's backbone)",
+        "own forward, normalised by the running statistics (BatchNorm frozen, as the reference's backbone); split = "
+        "one forward, each group normalised by its own batch statistics, running statistics from the clean images "
+        "only (the numbers of batch, with joint's single pass)",
         _ADV,
-        choices=("batch", "running", "joint"),
+        choices=("batch", "running", "joint", "split"),
     ),
     "adv_epochs": _s(
         0.667,

@@ -83,6 +83,7 @@ KD_TERMS = {"dis": "dis_loss", "cls": "cls_kd", "dfl": "dfl_kd", "adv": "adv_los
 # L1-normalised per sample and only its sign is used, so the factor changes nothing except keeping fp16
 # intermediate gradients above underflow under autocast.
 ATTACK_LOSS_SCALE = 1024.0
+ONE_FORWARD = ("joint", "split")  # adv_bn modes whose student sees the clean and adversarial images in one forward
 
 
 @contextlib.contextmanager
@@ -112,6 +113,32 @@ def running_bn_statistics(model: nn.Module):
     finally:
         for m in bns:
             m.train()
+
+
+@contextlib.contextmanager
+def split_bn_statistics(model: nn.Module, n_first: int):
+    """Run ``model`` in train mode on a batch whose first ``n_first`` samples and the rest are each normalised by
+    their own batch statistics, in one forward: the running statistics move with the first group only. The same
+    numbers as two forwards, the second under :func:`frozen_bn_statistics`, with one pass through the model."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+
+    def grouped(m):
+        plain = type(m).forward
+
+        def forward(x):
+            first = plain(m, x[:n_first])  # as the module's own forward: running statistics, num_batches_tracked
+            rest = F.batch_norm(x[n_first:], None, None, m.weight, m.bias, True, 0.0, m.eps)
+            return torch.cat([first, rest])
+
+        return forward
+
+    for m in bns:
+        m.forward = grouped(m)
+    try:
+        yield
+    finally:
+        for m in bns:
+            vars(m).pop("forward", None)
 
 
 def take(obj, index: slice):
@@ -256,7 +283,7 @@ class IKDDistillationModel(DistillationModel):
             bs = batch["img"].shape[0]
             return torch.cat([regular, terms["dis"].reshape(1) * bs, zero.repeat(len(KD_TERMS) - 1)]), items
 
-        if adv_on and self.ikd.adv_bn == "joint":  # one student forward of the clean and adversarial images
+        if adv_on and self.ikd.adv_bn in ONE_FORWARD:  # one student forward of the clean and adversarial images
             adv_img = self.adversarial_images(batch)
             regular, items, terms = self.clean_kd_terms(batch, extra=adv_img)
             labelled = sub_batch(self._refined, adv_img.shape[0]) if self.ikd.adv_match == "labels" else None
@@ -349,7 +376,9 @@ class IKDDistillationModel(DistillationModel):
             preds = self.student_model(batch["img"])  # hooks capture student features
         else:
             n = batch["img"].shape[0]
-            both = self.student_model(torch.cat([batch["img"], extra.to(batch["img"].dtype)]))
+            split = self.ikd.adv_bn == "split"
+            with split_bn_statistics(self.student_model, n) if split else contextlib.nullcontext():
+                both = self.student_model(torch.cat([batch["img"], extra.to(batch["img"].dtype)]))
             preds = take(both, slice(0, n))
             if self.ikd.adv_match == "labels":  # the only reader of the adversarial images' training outputs
                 self._adv_preds = take(both, slice(n, None))

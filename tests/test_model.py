@@ -1,6 +1,7 @@
 """IKDDistillationModel on a fixed batch: the adversarial term's gradients, BatchNorm statistics, loss decrease."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -70,7 +71,7 @@ def test_loss_items_and_inactive_phase():
     assert "adv_loss" in items and items["adv_loss"].item() == 0
 
 
-@pytest.mark.parametrize("adv_bn", ["batch", "joint"])
+@pytest.mark.parametrize("adv_bn", ["batch", "joint", "split"])
 def test_attack_with_a_non_finite_gradient_uses_the_clean_images(adv_bn):
     """No NaN reaches the student (with adv_bn=joint the attacked images share the clean images' forward): the
     failed images are used clean, counted without a wait per batch, and reported once per epoch."""
@@ -231,3 +232,31 @@ def test_attack_at_reduced_resolution_perturbs_the_full_size_images_within_eps()
     delta = (seen[-1] - batch["img"]).abs()
     assert seen[-1].shape == batch["img"].shape and 0 < delta.max() <= 8 / 255 + 1e-6
     assert delta.mean() > 2 / 255  # the whole budget of 8/255 in 2 steps of 4/255 (adv_step_size=0), resized
+
+
+def test_adv_bn_split_is_batch_in_one_forward():
+    """split: one student forward, and the loss, gradients and running statistics of adv_bn=batch (the adversarial
+    images normalised by their own batch statistics, the running statistics moved by the clean images only)."""
+    split = make_model(adv_bn="split", adv_batch_frac=0.5)
+    twin = copy.deepcopy(split)
+    twin.ikd = dataclasses.replace(twin.ikd, adv_bn="batch")
+    batch = make_batch(n=4)
+    sizes = []
+    split.student_model.register_forward_pre_hook(lambda m, a: sizes.append(a[0].shape[0]))
+    loss, items = split(batch)
+    ref_loss, ref_items = twin(batch)
+    assert sizes == [4 + 2]
+    assert items["adv_loss"].item() > 0 and items["dis_loss"].item() > 0
+    for k in items:
+        assert items[k].item() == pytest.approx(ref_items[k].item(), rel=1e-4, abs=1e-7), k
+    loss.sum().backward()
+    ref_loss.sum().backward()
+    for (name, p), q in zip(split.student_model.named_parameters(), twin.student_model.parameters(), strict=True):
+        assert (p.grad is None) == (q.grad is None), name
+        assert p.grad is None or torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-6), name
+    for (name, v), w in zip(
+        split.student_model.state_dict().items(), twin.student_model.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(v.float(), w.float(), rtol=1e-5, atol=1e-7), name
+    bns = [m for m in split.student_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all("forward" not in vars(m) for m in bns)  # the modules' own forward is back
