@@ -43,15 +43,18 @@ Choices made deliberately:
 
 - The attack differentiates with respect to the input only (``torch.autograd.grad``), so no parameter ever holds
   a gradient from it and DDP's reducer is untouched.
-- The student's BatchNorm on adversarial images (``adv_bn``): by default (``joint``) they run in the same forward as
-  the clean batch, which shares its batch statistics and its running-statistics update with them (one student pass
-  fewer: the step on a GPU is bound by the CPU's launches); ``batch`` gives them a forward of their own in train
-  mode (their own batch statistics) that leaves the running statistics as they were, so that evaluation statistics
-  describe clean images only; ``running`` normalises them by the running statistics instead.
+- The student's BatchNorm on adversarial images (``adv_bn``): by default (``split``) they run in the same forward as
+  the clean batch (one student pass fewer: the step on a GPU is bound by the CPU's launches), but every BatchNorm
+  layer normalises each group by its own batch statistics and updates the running statistics from the clean group
+  only (:func:`split_bn_statistics`), so evaluation statistics describe clean images; ``joint`` shares the batch
+  statistics and the running-statistics update between the two groups (on the benchmark it left the student less
+  robust to noisy and adversarial inputs); ``batch`` gives them a forward of their own in train mode (their own
+  batch statistics: the numbers of ``split``) that leaves the running statistics as they were; ``running``
+  normalises them by the running statistics instead.
 - The attack does not wait for the GPU to check each step: an image whose attack gradient was not finite comes out
   NaN and is replaced by its clean image (so a NaN never reaches the student, whose clean images share its forward
-  with ``adv_bn=joint``); such images are counted on the GPU and read once per epoch (``attack_failures``). A batch
-  whose term is still not finite skips it (counted in ``adv_skipped``).
+  with ``adv_bn`` split or joint); such images are counted on the GPU and read once per epoch
+  (``attack_failures``). A batch whose term is still not finite skips it (counted in ``adv_skipped``).
 - When no clean-image KD term is on (the default recipe), the teacher runs on the attacked images only.
 - The calibration's gradients are taken with ``torch.autograd.grad`` too (no parameter's ``.grad`` is touched).
 """
@@ -202,8 +205,8 @@ class IKDDistillationModel(DistillationModel):
         self._teacher_loss: TeacherClsLoss | None = None
         self._balance: GradientBalance | None = None
         self._calibrated: bool | None = None  # mirror of the kd_calibrated buffer, read on first use
-        self._adv_student_feats: dict = {}  # adv_bn=joint: the student's hooked outputs on the adversarial images
-        self._adv_preds = None  # adv_bn=joint: the student's training outputs on them (adv_match=labels)
+        self._adv_student_feats: dict = {}  # adv_bn split/joint: the student's hooked outputs on the adversarial images
+        self._adv_preds = None  # adv_bn split/joint: the student's training outputs on them (adv_match=labels)
         self._refined: dict | None = None  # the batch with the labels of the last clean detection loss
         device = next(self.projector.parameters()).device
         channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
@@ -359,7 +362,7 @@ class IKDDistillationModel(DistillationModel):
         ``kd_labels`` is on), its items, and the unweighted-by-schedule KD terms ``dis`` (feature base), ``cls`` and
         ``dfl`` (response). ``detach_student``: the projector warm-up, only ``dis``, on student features cut from the
         student's graph. ``kd_terms=False``: the detection loss alone. ``extra``: images that the student sees in the
-        same forward, after the batch's (``adv_bn=joint``); their hooked features are left in
+        same forward, after the batch's (``adv_bn`` split or joint); their hooked features are left in
         ``_adv_student_feats`` and their training outputs in ``_adv_preds``. The batch with the labels the detection
         loss used (refined per batch when ``kd_labels_mode=batch``) is left in ``_refined``."""
         self._teacher_feats.clear()
