@@ -297,9 +297,8 @@ SETTINGS: dict[str, Setting] = {
         "statistics and running statistics updated on both (level in clean mAP, but it lowered the student on noisy "
         "and teacher-attacked images by 1.3 to 2.2 points at 9 or 10 of 10 paired seeds, where split, batch and "
         "running scored level with the student trained without the term: BENCHMARKS.md, fifth round); batch = their "
-        "own forward, "
-        "normalised by their own batch statistics, running statistics left as they were; running = their own "
-        "forward, normalised by the running statistics (BatchNorm frozen, as the reference's backbone)",
+        "own forward, normalised by their own batch statistics, running statistics left as they were; running = "
+        "their own forward, normalised by the running statistics (BatchNorm frozen, as the reference's backbone)",
         _ADV,
         choices=("batch", "running", "joint", "split"),
     ),

@@ -73,7 +73,7 @@ def test_loss_items_and_inactive_phase():
 
 @pytest.mark.parametrize("adv_bn", ["batch", "joint", "split"])
 def test_attack_with_a_non_finite_gradient_uses_the_clean_images(adv_bn):
-    """No NaN reaches the student (with adv_bn=joint the attacked images share the clean images' forward): the
+    """No NaN reaches the student (with adv_bn split or joint the attacked images share the clean images' forward): the
     failed images are used clean, counted without a wait per batch, and reported once per epoch."""
     model = make_model(adv_bn=adv_bn)
     model._teacher_loss = lambda x, part, scale: x.sum() * float("nan")  # the attack's objective blows up
