@@ -52,18 +52,18 @@ def peak_memory_mb(device: str) -> float:
     return peak_rss_mb()
 
 
-def fixed_batch(data_yaml: Path, n: int = 16, device="cpu") -> dict:
-    """The first ``n`` training images of a generated dataset (RGB, 0..1) with their labels, as an Ultralytics
-    training batch."""
+def image_batch(files: list[Path], device="cpu") -> dict:
+    """Images (RGB, 0..1, all of one size) with their YOLO box labels, found the way Ultralytics finds them (a
+    missing label file: no objects), as an Ultralytics training batch."""
     import cv2
     import numpy as np
     import torch
+    from ultralytics.data.utils import img2label_paths
 
-    root = Path(data_yaml).parent
     imgs, idx, cls, boxes = [], [], [], []
-    for i, f in enumerate(sorted((root / "images" / "train").glob("*.png"))[:n]):
+    for i, (f, label) in enumerate(zip(files, img2label_paths([str(f) for f in files]), strict=True)):
         imgs.append(torch.from_numpy(cv2.imread(str(f))[..., ::-1].copy()).permute(2, 0, 1).float() / 255)
-        lines = (root / "labels" / "train" / f"{f.stem}.txt").read_text().split()
+        lines = Path(label).read_text().split() if Path(label).is_file() else []
         for c, x, y, w, h in np.array(lines, dtype=float).reshape(-1, 5):
             idx.append(i), cls.append([c]), boxes.append([x, y, w, h])
     return {
@@ -72,6 +72,12 @@ def fixed_batch(data_yaml: Path, n: int = 16, device="cpu") -> dict:
         "cls": torch.tensor(cls, dtype=torch.float32, device=device).view(-1, 1),
         "bboxes": torch.tensor(boxes, dtype=torch.float32, device=device).view(-1, 4),
     }
+
+
+def fixed_batch(data_yaml: Path, n: int = 16, device="cpu") -> dict:
+    """The first ``n`` training images of a generated dataset (RGB, 0..1) with their labels, as an Ultralytics
+    training batch."""
+    return image_batch(sorted((Path(data_yaml).parent / "images" / "train").glob("*.png"))[:n], device)
 
 
 def train_cached(scale: str, name: str, model: str, data: Path, device: str, **train_args) -> Path:

@@ -35,7 +35,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from common import CACHE, RESULTS, machine
+from common import CACHE, RESULTS, image_batch, machine
 
 SCALE = "full"
 CONDITIONS = ("clean", "noise", "blur", "jpeg", "adv4", "adv8")
@@ -89,37 +89,24 @@ def corrupt_pixels(name: str, images: list[Path], out: Path) -> None:
         cv2.imwrite(str(out / p.name), img)
 
 
-def attack_teacher(name: str, images: list[Path], label_dir: Path, teacher_pt: Path, out: Path) -> None:
+def attack_teacher(name: str, images: list[Path], teacher_pt: Path, out: Path) -> None:
     """Write adversarial copies of ``images`` made against the teacher (``ATTACKS[name]``), 16 at a time."""
     import cv2
     import numpy as np
     import torch
-    from ultralytics.nn.tasks import load_checkpoint
 
     from ikd_yolo.adversarial import TeacherClsLoss, mi_di_fgsm
+    from ikd_yolo.teacher import load_teacher
 
-    teacher, _ = load_checkpoint(str(teacher_pt), device="cpu")
-    teacher = teacher.float().eval()
+    teacher = load_teacher(teacher_pt)
     for p in teacher.parameters():
         p.requires_grad_(False)
     loss = TeacherClsLoss(teacher)
     gen = torch.Generator().manual_seed(0)
     for start in range(0, len(images), 16):
         chunk = images[start : start + 16]
-        bgr = [cv2.imread(str(p)) for p in chunk]
-        x = torch.from_numpy(np.stack([im[..., ::-1] for im in bgr]).copy()).permute(0, 3, 1, 2).float() / 255
-        idx, cls, boxes = [], [], []
-        for j, p in enumerate(chunk):
-            lab = label_dir / f"{p.stem}.txt"
-            rows = np.loadtxt(lab, ndmin=2) if lab.is_file() and lab.stat().st_size else np.zeros((0, 5))
-            idx += [j] * len(rows)
-            cls += list(rows[:, 0])
-            boxes += list(rows[:, 1:5])
-        batch = {
-            "batch_idx": torch.tensor(idx, dtype=torch.float32),
-            "cls": torch.tensor(cls, dtype=torch.float32).view(-1, 1),
-            "bboxes": torch.tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
-        }
+        batch = image_batch(chunk)
+        x = batch.pop("img").contiguous(memory_format=torch.channels_last)  # the layout the cached copies were made in
         adv = mi_di_fgsm(lambda z, s, b=batch: loss(z, b, s), x, generator=gen, **ATTACKS[name])
         adv = (adv * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
         for p, im in zip(chunk, adv, strict=True):
@@ -144,7 +131,7 @@ def condition_data(name: str, data_yaml: Path, teacher_pt: Path) -> Path:
         (root / "labels" / "val").symlink_to(label_dir.resolve())
     t0 = time.time()
     if name in ATTACKS:
-        attack_teacher(name, images, label_dir, teacher_pt, root / "images" / "val")
+        attack_teacher(name, images, teacher_pt, root / "images" / "val")
     else:
         corrupt_pixels(name, images, root / "images" / "val")
     cfg = yaml.safe_load(data_yaml.read_text())
