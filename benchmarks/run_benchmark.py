@@ -335,6 +335,11 @@ def main() -> None:
     p.add_argument("--grid", action="store_true", help="also the secondary arms (each mechanism alone, every base)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
     p.add_argument("--epochs", type=int, help="override the scale's epochs")
+    p.add_argument(
+        "--student",
+        help="override the scale's student model yaml (pretrained like the scale's own, cached apart; its runs and "
+        "results are tagged with its name)",
+    )
     p.add_argument("--device", help="override the scale's device (cpu, 0, 0,1, ...)")
     p.add_argument("--parallel", type=int, help="trainings at once (default: the scale's; GPU scales share the GPU)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="IKD settings for every IKD method")
@@ -395,6 +400,8 @@ def main() -> None:
             cfg["teacher"] = {**t, "data": {k: v for k, v in t["data"].items() if k not in exact}}
     if a.epochs:
         cfg["epochs"] = a.epochs
+    if a.student:
+        cfg["student"] = a.student
     device = a.device or cfg["device"]
     seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else cfg["seeds"]
     overrides = dict(kv.split("=", 1) for kv in a.set)
@@ -413,11 +420,14 @@ def main() -> None:
     if "baseline" not in chosen:
         chosen.insert(0, "baseline")  # every ratio is to the baseline of the same run
     tag = a.tag or "-".join(f"{k}{v}" for k, v in overrides.items())
+    if a.student and not a.tag:
+        tag = Path(a.student).stem + (f"-{tag}" if tag else "")
     if a.exact_labels:
         tag = "exact" + (f"-{tag}" if tag else "")
     if a.smoke:
         tag = "smoke" + (f"-{tag}" if tag else "")
     default_run = not overrides and not a.epochs and not a.seeds and not a.methods and not a.exact_labels
+    default_run = default_run and not a.student
     default_run = default_run and not a.smoke
     start = time.time()
     init = cfg.get("student_init")
@@ -441,6 +451,7 @@ def main() -> None:
                 ikd = {**ikd, **{k: v for k, v in overrides.items() if k in KEYS}}
             # runs that differ from the scale's own get the tag, so that they never take a cached run's folder
             own = ikd is not None or train_args or a.exact_labels or a.epochs not in (None, SCALES[a.scale]["epochs"])
+            own = own or cfg["student"] != SCALES[a.scale]["student"]
             name = f"{method}_s{seed}" + (f"_{tag}" if tag and own else "")
             specs.append(
                 dict(
