@@ -338,7 +338,7 @@ def main() -> None:
     p.add_argument(
         "--student",
         help="override the scale's student model yaml (pretrained like the scale's own, cached apart; its runs and "
-        "results are tagged with its name)",
+        "results take the --tag, by default its name)",
     )
     p.add_argument("--device", help="override the scale's device (cpu, 0, 0,1, ...)")
     p.add_argument("--parallel", type=int, help="trainings at once (default: the scale's; GPU scales share the GPU)")
