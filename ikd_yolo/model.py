@@ -287,8 +287,12 @@ class IKDDistillationModel(DistillationModel):
             return torch.cat([regular, terms["dis"].reshape(1) * bs, zero.repeat(len(KD_TERMS) - 1)]), items
 
         if adv_on and self.ikd.adv_bn in ONE_FORWARD:  # one student forward of the clean and adversarial images
+            self._teacher_feats.clear()
+            batch = self.teacher_pass(batch, self.soft_terms_on)  # the attack reads the labels the student learns
+            clean_teacher = dict(self._teacher_feats)  # the attack's teacher passes empty the hooks
             adv_img = self.adversarial_images(batch)
-            regular, items, terms = self.clean_kd_terms(batch, extra=adv_img)
+            self._teacher_feats.update(clean_teacher)
+            regular, items, terms = self.clean_kd_terms(batch, extra=adv_img, teacher_done=True)
             labelled = sub_batch(self._refined, adv_img.shape[0]) if self.ikd.adv_match == "labels" else None
             term = self.adversarial_term(adv_img, self._adv_student_feats, self._adv_preds, labelled)
             terms["adv"] = term * self.ikd.adv_weight
@@ -296,7 +300,7 @@ class IKDDistillationModel(DistillationModel):
         else:
             regular, items, terms = self.clean_kd_terms(batch)
             if adv_on:
-                terms["adv"] = self.adversarial_feature_loss(batch, self._refined) * self.ikd.adv_weight
+                terms["adv"] = self.adversarial_feature_loss(self._refined) * self.ikd.adv_weight
             self._refined = None
         bs = batch["img"].shape[0]
         if calibrating:
@@ -357,23 +361,34 @@ class IKDDistillationModel(DistillationModel):
             total = total + self.loss_sl2(s, t, feat_idx=i, teacher_scores=weights) * self.dis
         return total
 
-    def clean_kd_terms(self, batch: dict, detach_student: bool = False, kd_terms: bool = True, extra=None):
+    def teacher_pass(self, batch: dict, kd_terms: bool) -> dict:
+        """The teacher's forward on the clean batch, when anything reads it (``kd_terms``: its hooked outputs, for the
+        soft terms; ``kd_labels_mode=batch``: its detections); the batch with its labels refined by those detections
+        in ``batch`` mode, else the batch itself."""
+        if kd_terms or self.labels_per_batch:
+            with torch.no_grad():
+                out = self.teacher_model(batch["img"])  # hooks capture teacher features
+        if self.labels_per_batch:
+            decoded = out[0] if isinstance(out, (tuple, list)) else out
+            batch = refine_labels(batch, teacher_detections(decoded, self.ikd.kd_label_conf), self.ikd.kd_labels)
+        return batch
+
+    def clean_kd_terms(
+        self, batch: dict, detach_student: bool = False, kd_terms: bool = True, extra=None, teacher_done: bool = False
+    ):
         """Teacher and student forwards on the clean batch: detection loss (on the teacher-refined labels when
         ``kd_labels`` is on), its items, and the unweighted-by-schedule KD terms ``dis`` (feature base), ``cls`` and
         ``dfl`` (response). ``detach_student``: the projector warm-up, only ``dis``, on student features cut from the
         student's graph. ``kd_terms=False``: the detection loss alone. ``extra``: images that the student sees in the
         same forward, after the batch's (``adv_bn`` split or joint); their hooked features are left in
         ``_adv_student_feats`` and their training outputs in ``_adv_preds``. The batch with the labels the detection
-        loss used (refined per batch when ``kd_labels_mode=batch``) is left in ``_refined``."""
-        self._teacher_feats.clear()
+        loss used (refined per batch when ``kd_labels_mode=batch``) is left in ``_refined``. ``teacher_done``: the
+        caller ran :meth:`teacher_pass` on ``batch`` already (its hooks hold the teacher's outputs)."""
         self._student_feats.clear()
         kd_terms = kd_terms and self.soft_terms_on  # e.g. the adversarial term alone: no clean-image KD term
-        if kd_terms or self.labels_per_batch:  # otherwise nothing reads the teacher's clean-image outputs
-            with torch.no_grad():
-                out = self.teacher_model(batch["img"])  # hooks capture teacher features
-        if self.labels_per_batch:
-            decoded = out[0] if isinstance(out, (tuple, list)) else out
-            batch = refine_labels(batch, teacher_detections(decoded, self.ikd.kd_label_conf), self.ikd.kd_labels)
+        if not teacher_done:
+            self._teacher_feats.clear()
+            batch = self.teacher_pass(batch, kd_terms)
         self._refined = batch
         if extra is None:
             preds = self.student_model(batch["img"])  # hooks capture student features
@@ -410,17 +425,16 @@ class IKDDistillationModel(DistillationModel):
             terms["dfl"] = dfl * self.ikd.kd_dfl_weight
         return regular_loss, loss_items, terms
 
-    def adversarial_feature_loss(self, batch: dict, labelled: dict | None = None) -> torch.Tensor:
+    def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
         """Attack part of the batch against the teacher and match student to teacher features on it, with a student
-        forward of its own (``adv_bn`` batch or running). ``labelled``: the batch with the labels the detection loss
-        used (``adv_match=labels``; default ``batch``)."""
+        forward of its own (``adv_bn`` batch or running). ``batch`` carries the labels the detection loss used (refined
+        per batch with ``kd_labels_mode=batch``): the attack and ``adv_match=labels`` read them."""
         adv_img = self.adversarial_images(batch)
         self._student_feats.clear()
         with self.separate_adv_bn():
             preds = self.student_model(adv_img)
         hooked = dict(self._student_feats)
-        labelled = sub_batch(batch if labelled is None else labelled, adv_img.shape[0])
-        return self.adversarial_term(adv_img, hooked, preds, labelled)
+        return self.adversarial_term(adv_img, hooked, preds, sub_batch(batch, adv_img.shape[0]))
 
     def separate_adv_bn(self):
         """The student's BatchNorm for a forward of adversarial images of their own: running statistics

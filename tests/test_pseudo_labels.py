@@ -69,6 +69,35 @@ def test_model_trains_on_refined_labels_and_runs_the_teacher_when_the_kd_terms_a
     assert all(p.grad is None for p in refined.teacher_model.parameters())
 
 
+@pytest.mark.parametrize("adv_bn", ["split", "batch"])
+def test_the_attack_reads_the_labels_refined_per_batch(adv_bn):
+    """kd_labels_mode=batch with the adversarial term: the attack ascends the teacher's loss on the batch's refined
+    labels, the ones the student's detection loss uses, not on the labels as loaded (one forward or its own)."""
+    from ikd_yolo.adversarial import TeacherClsLoss
+    from ikd_yolo.model import sub_batch
+
+    batch = det_batch(4)
+    model = make_model(kd_balance=0.0, kd_labels=1.0, kd_label_conf=1e-3, kd_labels_mode="batch", adv_bn=adv_bn)
+    with torch.no_grad():
+        out = model.teacher_model(batch["img"])
+    model._teacher_feats.clear()
+    decoded = out[0] if isinstance(out, (tuple, list)) else out
+    refined = sub_batch(refine_labels(batch, teacher_detections(decoded, 1e-3), 1.0), 2)  # adv_batch_frac 0.5
+    objective, seen = TeacherClsLoss(model.teacher_model), []
+
+    def recording(x, part, scale):
+        seen.append(part)
+        return objective(x, part, scale)
+
+    model._teacher_loss = recording
+    loss, items = model(batch)
+    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0 and seen
+    assert len(refined["cls"]) > len(sub_batch(batch, 2)["cls"])  # the untrained teacher's detections were added
+    for part in seen:
+        for key in ("batch_idx", "cls", "bboxes"):
+            assert torch.equal(part[key], refined[key]), key
+
+
 def test_generated_label_noise_changes_the_train_labels_only(tmp_path):
     from ikd_yolo.demo.shapes import make_shapes_dataset
 
