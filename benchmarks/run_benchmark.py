@@ -36,7 +36,8 @@ and mAP50, and COCO AP for small, medium and large objects, with the size limits
 Each training runs in its own process, so the peak memory is its own (CUDA: ``max_memory_allocated``; CPU: peak
 resident set of the main process, data-loader workers excluded). Epoch time is the training wall time divided by
 the epochs (validation included). Runs are cached under ``benchmarks/cache/bench/<scale>`` by their settings, so an
-interrupted benchmark continues where it stopped; ``--fresh`` retrains.
+interrupted benchmark continues where it stopped, and a run another ``--tag`` already made (a baseline, say) is linked
+under this tag's name instead of retrained; ``--fresh`` retrains.
 
 Results: ``benchmarks/results/<scale>.json`` (one entry per method, see ``summarise``) and the table of that scale in
 ``BENCHMARKS.md`` (between its ``<!-- <scale> -->`` markers); a ``full`` run with default settings also becomes
@@ -273,14 +274,42 @@ def portable(spec: dict | None) -> dict | None:
     return {k: v.split(marker, 1)[1] if isinstance(v, str) and marker in v else v for k, v in spec.items()}
 
 
+def same_training(spec: dict) -> tuple[Path, dict] | None:
+    """A cached run of the same training as ``spec`` under another name (e.g. a baseline run by another ``--tag``):
+    its folder and result, when its settings equal ``spec``'s but for the folder."""
+    want = {k: v for k, v in portable(spec).items() if k != "run_dir"}
+    mine = Path(spec["run_dir"] + ".json")
+    for f in sorted(mine.parent.glob(f"{spec['method']}_s{spec['seed']}*.json")):
+        cached = json.loads(f.read_text())
+        got = portable(cached.get("spec")) or {}
+        folder = Path(str(f)[: -len(".json")])  # not with_suffix: names hold dots (adv_weight0.25)
+        same = {k: v for k, v in got.items() if k != "run_dir"} == want
+        if f != mine and same and (folder / "weights" / "last.pt").is_file():
+            return folder, cached["result"]
+    return None
+
+
 def run_spec(spec: dict, fresh: bool) -> dict:
-    """Train one (method, seed) in a child process unless a cached result with the same settings exists."""
+    """Train one (method, seed) in a child process unless a cached result with the same settings exists, under
+    this run's name or (linked to it) under another."""
     result_file = Path(spec["run_dir"] + ".json")
     if result_file.exists() and not fresh:
         cached = json.loads(result_file.read_text())
         if portable(cached.get("spec")) == portable(spec):
             print(f"  {spec['method']} seed {spec['seed']}: cached", flush=True)
             return cached["result"]
+    found = None if fresh else same_training(spec)
+    if found is not None:
+        other, result = found
+        run_dir = Path(spec["run_dir"])
+        if run_dir.is_symlink():
+            run_dir.unlink()
+        elif run_dir.exists():
+            shutil.rmtree(run_dir)  # a half-finished run from an interrupted benchmark
+        run_dir.symlink_to(other.name)  # tools that find a run's folder by its name (robustness.py) find this one
+        result_file.write_text(json.dumps({"spec": spec, "result": result}, indent=1))
+        print(f"  {spec['method']} seed {spec['seed']}: cached as {other.name}", flush=True)
+        return result
     print(f"  {spec['method']} seed {spec['seed']}: training", flush=True)
     log = Path(spec["run_dir"] + ".log")
     log.parent.mkdir(parents=True, exist_ok=True)
