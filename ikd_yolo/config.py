@@ -236,9 +236,11 @@ SETTINGS: dict[str, Setting] = {
         "kd_dfl_tau set them; higher than features at 8 of 10 paired seeds, BENCHMARKS.md), features = the "
         "projected Detect inputs (the reference's term, loss adv_loss), labels = no teacher output: the student's "
         "detection loss on the adversarial images and their (teacher-refined) labels (lower than response at 5 of 5 "
-        "paired seeds, BENCHMARKS.md)",
+        "paired seeds, BENCHMARKS.md), delta = the response terms towards the student's own clean outputs moved as "
+        "the teacher's moved under the attack (how the teacher reacts, not its confidences; one more teacher "
+        "forward, on the attacked images before the attack)",
         _ADV,
-        choices=("response", "features", "labels"),
+        choices=("response", "features", "labels", "delta"),
     ),
     "adv_target": _s(
         "teacher",
@@ -422,10 +424,11 @@ class _ConfigMethods:
             mapping = resolve_aliases(mapping)
             values.update({k: v for k, v in mapping.items() if k in values})
         checked = {k: _check(k, v) for k, v in values.items()}
-        if checked["adv_target"] == "gap" and checked["adv_match"] == "labels":
+        if checked["adv_target"] == "gap" and checked["adv_match"] in ("labels", "delta"):
             raise IKDSettingError(
                 "IKD setting 'adv_target=gap' ascends the student's distance to the teacher, which "
-                "'adv_match=labels' does not compute: use adv_target=teacher or another adv_match"
+                f"'adv_match={checked['adv_match']}' does not compute: use adv_target=teacher or adv_match=response "
+                "or features"
             )
         return cls(**checked)
 

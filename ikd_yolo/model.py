@@ -31,7 +31,10 @@ it). Teacher and student then run on the adversarial images and the student's ou
 teacher's: with ``adv_match=response`` (default) its Detect outputs, by BCKD and LD
 (:mod:`ikd_yolo.response_kd`); with ``features`` (the reference's term) its projected Detect-input features
 (:mod:`ikd_yolo.kd_losses`); with ``labels`` the teacher is not matched at all: the student's detection loss on
-the adversarial images and the batch's (teacher-refined) labels. ``adv_target=gap`` makes the attack ascend the
+the adversarial images and the batch's (teacher-refined) labels; with ``delta`` the student's outputs must move
+from its own clean outputs as the teacher's move from the teacher's (BCKD and LD towards the student's clean logits
+plus the teacher's change under the attack), which transfers how the teacher reacts to the perturbation without
+pulling the student towards the teacher's clean-image confidences. ``adv_target=gap`` makes the attack ascend the
 matching term itself (the student's distance to the teacher) instead of the teacher's classification loss. The
 term is reported as ``adv_loss`` (zero when inactive, and in eval mode, because Ultralytics freezes loss columns at
 the first batch).
@@ -168,6 +171,17 @@ def adv_loss_name(ikd: IKDConfig) -> str:
     return ikd.kd_loss if ikd.kd_loss in FEATURE_LOSSES else "mse"
 
 
+def attacked_count(ikd: IKDConfig, batch_size: int) -> int:
+    """How many images of a batch (its first ones) the attack takes: ``adv_batch_frac`` of them, at least one."""
+    return max(1, math.ceil(ikd.adv_batch_frac * batch_size))
+
+
+def head_logits(hooked, n: int | None = None) -> dict[str, torch.Tensor]:
+    """The dense class and DFL logits of a hooked Detect output (the first ``n`` images), detached."""
+    out = head_outputs(hooked)
+    return {k: out[k][:n].detach() for k in ("boxes", "scores")}
+
+
 def sub_batch(batch: dict, n: int) -> dict:
     """The first ``n`` images of an Ultralytics training batch with their targets."""
     keep = batch["batch_idx"] < n
@@ -208,6 +222,8 @@ class IKDDistillationModel(DistillationModel):
         self._adv_student_feats: dict = {}  # adv_bn split/joint: the student's hooked outputs on the adversarial images
         self._adv_preds = None  # adv_bn split/joint: the student's training outputs on them (adv_match=labels)
         self._refined: dict | None = None  # the batch with the labels of the last clean detection loss
+        self._clean_heads: dict = {}  # adv_match=delta: student's and teacher's logits on the attacked images, clean
+        self._attacked_clean = None  # adv_match=delta: the attacked images before the attack
         device = next(self.projector.parameters()).device
         channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
         kd_module = build_kd_module(ikd, channels)
@@ -233,6 +249,8 @@ class IKDDistillationModel(DistillationModel):
         state["_adv_student_feats"] = {}
         state["_adv_preds"] = None
         state["_refined"] = None
+        state["_clean_heads"] = {}
+        state["_attacked_clean"] = None
         state["_attack_failures"] = 0
         return state
 
@@ -404,6 +422,9 @@ class IKDDistillationModel(DistillationModel):
             self._student_feats.clear()  # the hooks' own dict: emptied and refilled, never replaced
             self._student_feats.update({k: take(v, slice(0, n)) for k, v in hooked.items()})
             self._adv_student_feats = {k: take(v, slice(n, None)) for k, v in hooked.items()}
+        if self.ikd.adv_match == "delta" and self.ikd.adv_aug and self.adv_active:
+            head = self._student_feats[len(self.feats_idx) - 1]  # the attack takes the first images of the batch
+            self._clean_heads["student"] = head_logits(head, attacked_count(self.ikd, batch["img"].shape[0]))
         regular_loss, loss_items = self.student_model.loss(batch, preds)
         if not kd_terms:
             self._teacher_feats.clear()
@@ -456,6 +477,10 @@ class IKDDistillationModel(DistillationModel):
             total = loss.sum().reshape(1) / adv_img.shape[0]
         else:
             with torch.no_grad():
+                if self.ikd.adv_match == "delta":  # the teacher's outputs on the same images before the attack
+                    self.teacher_model(self._attacked_clean)
+                    self._clean_heads["teacher"] = head_logits(self._teacher_feats[len(self.feats_idx) - 1])
+                    self._teacher_feats.clear()
                 self.teacher_model(adv_img)
             self._student_feats.update(student_hooked)
             total = self.match_loss()
@@ -469,7 +494,11 @@ class IKDDistillationModel(DistillationModel):
         (``adv_match``: projected features or Detect outputs); the hooks are emptied."""
         students, teachers, student_head, teacher_head = self.pop_features()
         total = torch.zeros(1, device=teachers[0].device)
-        if self.ikd.adv_match == "response":  # the teacher's outputs on the adversarial images
+        if self.ikd.adv_match == "delta":  # targets: the student's clean logits moved as the teacher's moved
+            clean, self._clean_heads, self._attacked_clean = self._clean_heads, {}, None
+            student, teacher = clean["student"], clean["teacher"]
+            teacher_head = {k: student[k] + (teacher_head[k] - teacher[k]) for k in ("boxes", "scores")}
+        if self.ikd.adv_match in ("response", "delta"):  # the target outputs on the adversarial images
             total = total + bckd_loss(student_head["scores"], teacher_head["scores"], self.ikd.kd_cls_beta)
             if self.same_reg_max:
                 total = total + ld_loss(
@@ -498,8 +527,7 @@ class IKDDistillationModel(DistillationModel):
         """The attacked part of the batch (its first ``adv_batch_frac``) made adversarial against the teacher at
         ``adv_scale`` of its resolution, detached. An image whose attack gradient was not finite is returned clean
         (and counted in ``_attack_failures``, without waiting for the GPU)."""
-        n = max(1, math.ceil(self.ikd.adv_batch_frac * batch["img"].shape[0]))
-        part = sub_batch(batch, n)
+        part = sub_batch(batch, attacked_count(self.ikd, batch["img"].shape[0]))
         if self.ikd.adv_target == "gap":
 
             def objective(x, scale):
@@ -513,6 +541,8 @@ class IKDDistillationModel(DistillationModel):
                 return teacher_loss(x, part, scale)
 
         clean = part["img"].detach()
+        if self.ikd.adv_match == "delta":
+            self._attacked_clean = clean
         h, w = clean.shape[-2:]
         stride = int(self.teacher_model.stride.max())  # the attack's input must stay a multiple of it
         size = tuple(max(stride, round(v * self.ikd.adv_scale / stride) * stride) for v in (h, w))

@@ -156,11 +156,40 @@ def test_adv_match_labels_is_the_detection_loss_on_the_adversarial_images(adv_bn
     assert items["adv_loss"].item() != pytest.approx(clean.sum().item() / n, rel=1e-3)  # the attacked images' loss
 
 
-def test_adv_match_labels_refuses_the_gap_attack():
+@pytest.mark.parametrize("adv_bn", ["batch", "split"])
+def test_adv_match_delta_moves_the_student_as_the_teacher_moves(adv_bn):
+    """adv_match=delta: BCKD + LD between the student's outputs on the attacked images and its own clean outputs
+    (detached) plus the teacher's change from the clean to the attacked images."""
+    from ikd_yolo.model import split_bn_statistics
+    from ikd_yolo.response_kd import bckd_loss, head_outputs, ld_loss
+
+    twin, batch, items = adv_match_step("delta", adv_bn)
+    assert not twin._clean_heads and twin._attacked_clean is None
+    adv = twin.adversarial_images(batch)
+    n = batch["img"].shape[0]
+    with torch.no_grad():
+        t_clean, t_adv = (head_outputs(twin.teacher_model(x)) for x in (batch["img"], adv))
+        if adv_bn == "split":
+            with split_bn_statistics(twin.student_model, n):
+                both = head_outputs(twin.student_model(torch.cat([batch["img"], adv])))
+            s_clean, s_adv = take(both, slice(0, n)), take(both, slice(n, None))
+        else:
+            s_clean = head_outputs(twin.student_model(batch["img"]))
+            with frozen_bn_statistics(twin.student_model):
+                s_adv = head_outputs(twin.student_model(adv))
+    target = {k: s_clean[k] + t_adv[k] - t_clean[k] for k in ("boxes", "scores")}
+    expected = bckd_loss(s_adv["scores"], target["scores"]) + ld_loss(s_adv["boxes"], target["boxes"], target["scores"])
+    assert items["adv_loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+    response = bckd_loss(s_adv["scores"], t_adv["scores"]) + ld_loss(s_adv["boxes"], t_adv["boxes"], t_adv["scores"])
+    assert items["adv_loss"].item() != pytest.approx(response.item(), rel=1e-2)  # not the response term
+
+
+@pytest.mark.parametrize("adv_match", ["labels", "delta"])
+def test_adv_match_without_a_gap_refuses_the_gap_attack(adv_match):
     from ikd_yolo.config import IKDConfig, IKDSettingError
 
     with pytest.raises(IKDSettingError, match="adv_target=teacher"):
-        IKDConfig.from_mapping({"adv_match": "labels", "adv_target": "gap"})
+        IKDConfig.from_mapping({"adv_match": adv_match, "adv_target": "gap"})
 
 
 @pytest.mark.parametrize("adv_match", ["features", "response"])
