@@ -497,7 +497,8 @@ class IKDDistillationModel(DistillationModel):
         if self.ikd.adv_match == "delta":  # targets: the student's clean logits moved as the teacher's moved
             clean, self._clean_heads, self._attacked_clean = self._clean_heads, {}, None
             student, teacher = clean["student"], clean["teacher"]
-            teacher_head = {k: student[k] + (teacher_head[k] - teacher[k]) for k in ("boxes", "scores")}
+            keys = ("boxes", "scores") if self.same_reg_max else ("scores",)  # DFL bins: only when comparable
+            teacher_head = {k: student[k] + (teacher_head[k] - teacher[k]) for k in keys}
         if self.ikd.adv_match in ("response", "delta"):  # the target outputs on the adversarial images
             total = total + bckd_loss(student_head["scores"], teacher_head["scores"], self.ikd.kd_cls_beta)
             if self.same_reg_max:

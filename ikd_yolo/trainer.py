@@ -55,8 +55,7 @@ def new_run_dir(cfg: dict, overrides: dict) -> bool:
     if overrides.get("resume"):
         return False
     try:
-        args = get_cfg(cfg, overrides)
-        return not args.exist_ok or not get_save_dir(args).exists()
+        return not get_save_dir(get_cfg(cfg, overrides)).exists()  # e.g. save_dir= names a folder the user has
     except Exception:  # whatever Ultralytics refuses here it refuses again, with its own message, in __init__
         return False
 

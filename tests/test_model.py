@@ -184,6 +184,16 @@ def test_adv_match_delta_moves_the_student_as_the_teacher_moves(adv_bn):
     assert items["adv_loss"].item() != pytest.approx(response.item(), rel=1e-2)  # not the response term
 
 
+@pytest.mark.parametrize("adv_match", ["response", "delta"])
+def test_adv_match_on_heads_of_another_reg_max_matches_the_class_logits(adv_match):
+    """A YOLO26 teacher (reg_max 1) with a YOLOv8 student (reg_max 16): the DFL bins cannot be compared, so the
+    response terms leave them out instead of failing on their shapes."""
+    model = make_model(teacher="yolo26n.yaml", adv_match=adv_match, kd_loss="none", kd_cls_weight=0.0)
+    assert not model.same_reg_max
+    loss, items = model(make_batch(n=2))
+    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0
+
+
 @pytest.mark.parametrize("adv_match", ["labels", "delta"])
 def test_adv_match_without_a_gap_refuses_the_gap_attack(adv_match):
     from ikd_yolo.config import IKDConfig, IKDSettingError

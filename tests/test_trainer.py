@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from ikd_yolo.config import IKDConfig
+from ikd_yolo.demo import TEACHER_ASSET
 from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
@@ -203,6 +204,32 @@ def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_pa
     assert len(read_results(tmp_path / "B")) == 1 and b.exists()
     saved = yaml.safe_load((tmp_path / "A" / "ikd.yaml").read_text())  # settings restored from the checkpoint
     assert saved["adv_epochs"] == 0.67 and saved["freq_noise_p"] == 0.9 and "kd_gains" in saved
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_run_that_fails_before_its_first_epoch_removes_only_a_folder_it_created(shapes_data, tmp_path, existing):
+    """A crash (or Ctrl-C) before the first epoch is saved removes the run folder that the run made, and never one
+    that was there before (save_dir= can name any folder)."""
+    folder = tmp_path / "mine"
+    if existing:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("the user's")
+    trainer = IKDTrainer(
+        overrides=dict(
+            data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), save_dir=str(folder), epochs=1, **IKD_FAST
+        )
+    )
+    assert folder.is_dir()
+
+    def crash(tr):
+        raise Interrupt
+
+    trainer.add_callback("on_pretrain_routine_end", crash)
+    with pytest.raises(Interrupt):
+        trainer.train()
+    assert folder.is_dir() == existing
+    if existing:
+        assert (folder / "notes.txt").read_text() == "the user's"
 
 
 def test_source_stage_augments_source_images_in_the_first_epochs_only(shapes_data, teacher_pt, tmp_path):
