@@ -388,7 +388,9 @@ class IKDDistillationModel(DistillationModel):
                 out = self.teacher_model(batch["img"])  # hooks capture teacher features
         if self.labels_per_batch:
             decoded = out[0] if isinstance(out, (tuple, list)) else out
-            batch = refine_labels(batch, teacher_detections(decoded, self.ikd.kd_label_conf), self.ikd.kd_labels)
+            classes = getattr(getattr(self, "args", None), "classes", None)  # the training's classes=
+            detections = teacher_detections(decoded, self.ikd.kd_label_conf, classes)
+            batch = refine_labels(batch, detections, self.ikd.kd_labels)
         return batch
 
     def clean_kd_terms(

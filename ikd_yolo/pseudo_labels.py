@@ -31,13 +31,18 @@ from ultralytics.utils.nms import non_max_suppression
 from ultralytics.utils.ops import xywh2xyxy, xyxy2xywh
 
 
-def teacher_detections(decoded: torch.Tensor, conf: float, iou: float = 0.7, max_det: int = 300) -> list:
+def teacher_detections(
+    decoded: torch.Tensor, conf: float, classes: list[int] | None = None, iou: float = 0.7, max_det: int = 300
+) -> list:
     """Per image, the teacher's detections after NMS: (n, 6) ``x1, y1, x2, y2, score, class`` in input pixels.
 
     Args:
         decoded: The teacher's eval-mode Detect output, (B, 4 + nc, A): xywh in pixels, then class probabilities.
+        classes: The classes kept (the training's ``classes=``, whose other labels Ultralytics drops); None: all.
     """
-    return non_max_suppression(decoded.detach().float(), conf_thres=conf, iou_thres=iou, max_det=max_det)
+    return non_max_suppression(
+        decoded.detach().float(), conf_thres=conf, iou_thres=iou, classes=classes, max_det=max_det
+    )
 
 
 def refine_targets(
@@ -122,7 +127,14 @@ class _TeacherInputs(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def refine_dataset(
-    dataset, teacher: torch.nn.Module, conf: float, mix: float, batch: int = 32, workers: int = 0, after_batch=None
+    dataset,
+    teacher: torch.nn.Module,
+    conf: float,
+    mix: float,
+    batch: int = 32,
+    workers: int = 0,
+    after_batch=None,
+    classes: list[int] | None = None,
 ) -> dict:
     """Refine the labels of an Ultralytics detection dataset in memory with the teacher's detections on its images.
 
@@ -130,7 +142,8 @@ def refine_dataset(
     which the augmentations transform as they transform any label. No file is written. ``after_batch``: called
     after each teacher forward (to empty the distillation hooks). In a distributed run (``torch.distributed``
     initialised) each rank runs the teacher on its share of the images (every world-size-th) and the ranks
-    exchange the refined labels, so that every rank's copy of the dataset ends up the same.
+    exchange the refined labels, so that every rank's copy of the dataset ends up the same. ``classes``: only
+    detections of these classes refine or add labels (the training's ``classes=``).
 
     Returns:
         Counts: ``images``, ``labels`` (before), ``refined`` (labels moved), ``added`` (objects added).
@@ -146,7 +159,7 @@ def refine_dataset(
         if after_batch is not None:
             after_batch()
         decoded = out[0] if isinstance(out, (tuple, list)) else out
-        for i, det, s in zip(index.tolist(), teacher_detections(decoded, conf), scale, strict=True):
+        for i, det, s in zip(index.tolist(), teacher_detections(decoded, conf, classes), scale, strict=True):
             label = dataset.labels[i]
             boxes = torch.from_numpy(np.asarray(label["bboxes"], dtype=np.float32).reshape(-1, 4))
             cls = torch.from_numpy(np.asarray(label["cls"], dtype=np.float32).reshape(-1))

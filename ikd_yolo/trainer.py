@@ -306,6 +306,7 @@ class IKDTrainer(DetectionTrainer):
             batch=self.batch_size,  # per rank
             workers=min(self.args.workers, 8),
             after_batch=model._teacher_feats.clear,
+            classes=self.args.classes,  # the labels of the other classes are dropped: no detection brings them back
         )
         self.train_loader.reset()
         if RANK in {-1, 0}:

@@ -158,3 +158,31 @@ def test_dataset_refinement_brings_annotator_labels_closer_to_the_truth(tmp_path
     assert (new >= 0.5).mean() > (old >= 0.5).mean() + 0.1  # missed objects found
     assert np.median(new[old >= 0.5]) > np.median(old[old >= 0.5])  # labelled objects fit better
     assert [f.read_bytes() for f in files] == before
+
+
+def test_refinement_keeps_to_the_classes_the_training_keeps(shapes_data, tmp_path):
+    """classes=[0]: Ultralytics drops the labels of the other classes, and the teacher's detections of those
+    classes do not bring them back (dataset mode), nor in batch mode, where the wrapper reads the same argument."""
+    from ikd_yolo.demo import TEACHER_ASSET
+    from ikd_yolo.trainer import IKDTrainer
+
+    from .helpers import IKD_FAST, PICO, Interrupt
+
+    args = dict(data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), epochs=1, project=str(tmp_path))
+    trainer = IKDTrainer(overrides=dict(**args, classes=[0], kd_label_conf=0.25, **IKD_FAST))
+    seen = {}
+
+    def stop(tr):
+        seen["cls"] = np.concatenate([lb["cls"].reshape(-1) for lb in tr.train_loader.dataset.labels])
+        seen["model"] = tr.model.args.classes
+        raise Interrupt
+
+    trainer.add_callback("on_train_start", stop)
+    with pytest.raises(Interrupt):
+        trainer.train()
+    assert len(seen["cls"]) and set(seen["cls"].tolist()) == {0.0} and seen["model"] == [0]
+    decoded = torch.zeros(1, 4 + 2, 2)
+    decoded[0, :4] = torch.tensor([[10.0, 40.0], [10.0, 40.0], [8.0, 8.0], [8.0, 8.0]])
+    decoded[0, 4:] = torch.tensor([[0.9, 0.0], [0.0, 0.8]])
+    (det,) = teacher_detections(decoded, conf=0.5, classes=[1])
+    assert det[:, 5].tolist() == [1.0]
