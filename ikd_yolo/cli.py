@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
 from ultralytics.cfg import parse_key_value_pair
 from ultralytics.utils import DEFAULT_CFG_DICT, RANK
 
@@ -30,11 +31,13 @@ Any Ultralytics train argument works (epochs, imgsz, batch, device=0 or device=0
 teacher= is the trained teacher checkpoint (Ultralytics' distill_model=), model= the student.
 export=FORMAT exports best.pt when training ends (engine, onnx, or any Ultralytics format).
 resume=True model=RUN/weights/last.pt (or resume=RUN/weights/last.pt) resumes that run.
+cfg=FILE.yaml reads train arguments from a file (e.g. a copy of cfg/ikd.yaml); values on the command line win.
 A mistake in the input prints one line and exits with code 2; IKD_DEBUG=1 shows the traceback.
 """
 
 
 EXTRA_KEYS = ("teacher", "export")  # run.py's own keys besides Ultralytics' and the IKD settings
+TRAIN_KEYS = set(DEFAULT_CFG_DICT) | set(KEYS) | set(ALIASES) | set(EXTRA_KEYS)
 EXAMPLES = {"data": "data=my_data.yaml", "model": "model=yolo11n.yaml", "teacher": "teacher=teacher.pt"}
 
 
@@ -44,17 +47,14 @@ def parse_args(argv: list[str], known=None, command: str = "run.py") -> dict:
     ``known``: the accepted keys (default: Ultralytics' train arguments, the IKD settings and run.py's own keys).
     """
     overrides = {}
-    known = set(known) if known is not None else set(DEFAULT_CFG_DICT) | set(KEYS) | set(ALIASES) | set(EXTRA_KEYS)
+    known = set(known) if known is not None else TRAIN_KEYS
     helps = "python run.py --help" if command == "run.py" else f"python run.py {command} --help"
     for token in argv:
         if "=" not in token or token.startswith("="):
             raise UserError(f"argument '{token}' is not key=value (e.g. epochs=100). See {helps}")
         key, _, raw = token.partition("=")
         key = key.strip()
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]}=? " if close else ""
-            raise UserError(f"unknown argument '{key}': {hint}({helps} lists the keys)")
+        check_key(key, known, f"unknown argument '{key}'", helps)
         if not raw.strip():
             default = {**DEFAULT_CFG_DICT, **default_settings()}.get(key)
             example = EXAMPLES.get(key) or f"{key}={'VALUE' if default in (None, '') else default}"
@@ -62,6 +62,34 @@ def parse_args(argv: list[str], known=None, command: str = "run.py") -> dict:
         key, value = parse_key_value_pair(token)
         overrides[key] = value
     return overrides
+
+
+def check_key(key: str, known, problem: str, helps: str = "python run.py --help") -> None:
+    """Refuse a key that is not in ``known``, naming the closest one."""
+    if key not in known:
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}=? " if close else ""
+        raise UserError(f"{problem}: {hint}({helps} lists the keys)")
+
+
+def apply_cfg_file(overrides: dict) -> dict:
+    """``cfg=FILE``: the train arguments of a yaml file (``key: value``, e.g. a copy of cfg/ikd.yaml), under the
+    command line's own, as ``yolo train cfg=FILE`` reads it; its empty values keep their defaults."""
+    if not overrides.get("cfg"):
+        return overrides
+    path = Path(str(overrides["cfg"]))
+    if not path.is_file():
+        raise UserError(f"cfg={path} does not exist: give a yaml file of train arguments (key: value per line)")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"cfg={path} is not valid yaml ({str(e).splitlines()[0]}): fix the file") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"cfg={path} holds no key: value pairs: write one train argument per line, e.g. epochs: 100")
+    for key in loaded:
+        check_key(str(key), TRAIN_KEYS - {"cfg"}, f"cfg={path}: unknown argument '{key}'")
+    from_file = {str(k): v for k, v in loaded.items() if v is not None}
+    return {**from_file, **{k: v for k, v in overrides.items() if k != "cfg"}}
 
 
 def resolve_resume(overrides: dict) -> dict:
@@ -106,7 +134,7 @@ def train(overrides: dict) -> Path:
 
     from .trainer import IKDTrainer
 
-    overrides = resolve_resume(overrides)
+    overrides = resolve_resume(apply_cfg_file(overrides))
     export_format = overrides.pop("export", None)
     missing = [k for k in ("data", "model") if k not in overrides and not overrides.get("resume")]
     if missing:

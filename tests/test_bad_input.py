@@ -106,3 +106,28 @@ def test_imgsz_is_rounded_to_the_stride_before_the_wrapper_probes_it(shapes_data
     ]
     assert main(argv) == 0
     assert (tmp_path / "r" / "weights" / "last.pt").exists()
+
+
+def test_cfg_file_is_read_under_the_command_line(shapes_data, tmp_path, monkeypatch, capfd):
+    """cfg=FILE (as yolo train cfg=FILE): its values are train arguments, the command line's win, and a bad key or
+    value in it is refused in one line before any model is built."""
+    from ikd_yolo.cli import apply_cfg_file
+
+    monkeypatch.chdir(tmp_path)
+    f = tmp_path / "mine.yaml"
+    f.write_text("adv_steps: 3\nadv_eps: 8.0\nname:\n")
+    merged = apply_cfg_file({"cfg": str(f), "adv_eps": 2.0, "data": "d.yaml"})
+    assert merged == {"adv_steps": 3, "adv_eps": 2.0, "data": "d.yaml"}
+    base = [f"data={shapes_data}", T, "model=yolov8n.yaml", f"project={tmp_path / 'runs'}", "epochs=1"]
+    for text, word in (
+        ("adv_eps: 999\n", "adv_eps=999"),
+        ("adv_stps: 2\n", "did you mean adv_steps="),
+        ("- epochs\n", "no key: value pairs"),
+    ):
+        f.write_text(text)
+        assert main([*base, f"cfg={f}"]) == 2
+        err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and word in err[0], err
+    assert main([*base, "cfg=nowhere.yaml"]) == 2
+    assert "cfg=nowhere.yaml does not exist" in capfd.readouterr().err
+    assert not (tmp_path / "runs").exists()
