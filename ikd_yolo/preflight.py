@@ -76,11 +76,28 @@ def check_train_images(data: dict, source) -> None:
             )
 
 
+def check_resumable(resume) -> None:
+    """Refuse to resume a run that has finished (Ultralytics would fail on it with an assertion, after loading it)."""
+    path = Path(str(resume))
+    if resume is True or not path.is_file():
+        return  # resume=True: Ultralytics finds the newest run; a missing file: Ultralytics' own message
+    from ultralytics.utils.patches import torch_load
+
+    ckpt = torch_load(path, map_location="cpu", weights_only=False)
+    if isinstance(ckpt, dict) and ckpt.get("epoch", -1) == -1:
+        epochs = (ckpt.get("train_args") or {}).get("epochs", "its")
+        raise UserError(
+            f"resume={path}: that run finished its {epochs} epochs, so there is nothing to resume: to train it "
+            f"further, start a new run from it (model={path} epochs=N)"
+        )
+
+
 def preflight(overrides: dict) -> nn.Module | None:
     """Validate a new run's inputs (IKD keys, batch, data, teacher, student) and return the loaded teacher."""
     IKDConfig.from_mapping(overrides)
     check_batch(overrides.get("batch", 16))
     if overrides.get("resume"):
+        check_resumable(overrides["resume"])
         return None
     teacher = load_teacher(overrides.get("distill_model"))
     data = check_det_dataset(overrides["data"]) if overrides.get("data") else None

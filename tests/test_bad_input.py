@@ -87,6 +87,24 @@ def test_resume_true_without_any_run_says_so(tmp_path, monkeypatch, capfd):
     assert "found no last.pt" in capfd.readouterr().err
 
 
+def test_resuming_a_finished_run_says_so_and_leaves_its_folder_alone(teacher_pt, tmp_path, monkeypatch, capfd):
+    """A finished run's last.pt (epoch -1, like the shipped teacher's) is refused in one line, before its ikd.yaml or
+    anything else in its folder is rewritten."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "done"
+    (run / "weights").mkdir(parents=True)
+    shutil.copy(teacher_pt, run / "weights" / "last.pt")
+    (run / "ikd.yaml").write_text("adv_steps: 3\n")
+    before = sorted(p.name for p in run.rglob("*"))
+    for argv in (["resume=True", f"model={run / 'weights' / 'last.pt'}"], ["resume=True"]):
+        assert main(argv) == 2
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "finished its 150 epochs" in err[0] and "model=" in err[0], err
+    assert sorted(p.name for p in run.rglob("*")) == before and (run / "ikd.yaml").read_text() == "adv_steps: 3\n"
+
+
 @pytest.mark.slow
 def test_imgsz_is_rounded_to_the_stride_before_the_wrapper_probes_it(shapes_data, tmp_path):
     """imgsz=50 trains (at 64, as plain Ultralytics distillation does) instead of crashing in setup_model."""
