@@ -182,7 +182,7 @@ SETTINGS: dict[str, Setting] = {
         0.0025,
         "box area, as a fraction of the training image, below which an object is small (COCO 32^2 at 640^2)",
         _FREQ,
-        low=0.0,
+        low=1e-6,
         high=1.0,
     ),
     "freq_noise_p": _s(

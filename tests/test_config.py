@@ -101,3 +101,17 @@ def test_attack_step_and_adversarial_loss_follow_their_sources():
     assert adv_loss_name(cfg(adv_loss="base", kd_loss="cwd")) == "cwd"
     assert adv_loss_name(cfg(adv_loss="base", kd_loss="native")) == "mse"
     assert adv_loss_name(cfg(adv_loss="l1", kd_loss="pkd")) == "l1"
+
+
+def test_every_frequency_value_the_config_accepts_builds_the_transform():
+    """The config's ranges are the transform's: a value accepted before training is not refused after the models
+    are built (freq_small_area=0 once passed the config and failed in the transform)."""
+    from ikd_yolo.config import _FREQ
+    from ikd_yolo.frequency import build_transform
+
+    with pytest.raises(IKDSettingError, match="freq_small_area"):
+        IKDConfig.from_mapping({"freq_small_area": 0})
+    for key, s in SETTINGS.items():
+        if s.section == _FREQ and s.low is not None:
+            for value in (s.low, s.high):
+                build_transform(IKDConfig.from_mapping({key: value}))
