@@ -76,6 +76,16 @@ def check_train_images(data: dict, source) -> None:
             )
 
 
+def check_single_cls(teacher: nn.Module, single_cls) -> None:
+    """single_cls=True makes the student predict one class; the teacher's classes must then be one too."""
+    nc = len(getattr(teacher, "names", {}) or {})
+    if single_cls and nc > 1:
+        raise TeacherError(
+            f"single_cls=True trains the student on one class, but the teacher predicts {nc}: drop single_cls, or "
+            "use a teacher trained with single_cls=True on this dataset"
+        )
+
+
 def check_resumable(resume) -> None:
     """Refuse to resume a run that has finished (Ultralytics would fail on it with an assertion, after loading it)."""
     path = Path(str(resume))
@@ -100,6 +110,7 @@ def preflight(overrides: dict) -> nn.Module | None:
         check_resumable(overrides["resume"])
         return None
     teacher = load_teacher(overrides.get("distill_model"))
+    check_single_cls(teacher, overrides.get("single_cls"))
     data = check_det_dataset(overrides["data"]) if overrides.get("data") else None
     if data is not None:
         check_teacher_data(teacher, data, f"teacher={overrides['distill_model']}")

@@ -37,6 +37,7 @@ CASES = {
     "engine on cpu": ([T, "model=yolov8n.yaml", "device=cpu", "export=engine"], "needs a CUDA GPU"),
     "unknown export": ([T, "model=yolov8n.yaml", "export=zip"], "not an Ultralytics export format"),
     "bare word": ([T, "model=yolov8n.yaml", "fast"], "not key=value"),
+    "single_cls": ([T, "model=yolov8n.yaml", "single_cls=True"], "single_cls=True trains the student on one class"),
 }
 
 
