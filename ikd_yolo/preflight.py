@@ -87,7 +87,8 @@ def check_single_cls(teacher: nn.Module, single_cls) -> None:
 
 
 def check_resumable(resume) -> None:
-    """Refuse to resume a run that has finished (Ultralytics would fail on it with an assertion, after loading it)."""
+    """Refuse to resume a checkpoint without training state: a finished run's, or a save_period snapshot (Ultralytics
+    would fail on it with an assertion, after loading it)."""
     path = Path(str(resume))
     if resume is True or not path.is_file():
         return  # resume=True: Ultralytics finds the newest run; a missing file: Ultralytics' own message
@@ -97,8 +98,8 @@ def check_resumable(resume) -> None:
     if isinstance(ckpt, dict) and ckpt.get("epoch", -1) == -1:
         epochs = (ckpt.get("train_args") or {}).get("epochs", "its")
         raise UserError(
-            f"resume={path}: that run finished its {epochs} epochs, so there is nothing to resume: to train it "
-            f"further, start a new run from it (model={path} epochs=N)"
+            f"resume={path} holds no training state (a run that finished its {epochs} epochs, or a save_period "
+            f"snapshot): resume from the run's weights/last.pt, or start a new run from it (model={path} epochs=N)"
         )
 
 

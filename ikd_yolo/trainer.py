@@ -37,7 +37,7 @@ from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK, IterableSimpleNamespace, colorstr
 from ultralytics.utils.checks import check_imgsz
-from ultralytics.utils.torch_utils import unwrap_model
+from ultralytics.utils.torch_utils import strip_optimizer, unwrap_model
 
 from .config import KEYS, IKDConfig, default_settings
 from .frequency import SourceImageFrequency, epoch_branch_fractions, frequency_augmentations
@@ -259,6 +259,15 @@ class IKDTrainer(DetectionTrainer):
         except BaseException:
             self.discard_unstarted_run()
             raise
+
+    def save_model(self):
+        """Ultralytics' checkpoints; a ``save_period`` snapshot (``epochN.pt``) is then stripped to the student, like
+        the final best.pt and last.pt, so that plain Ultralytics loads it (a run resumes from its last.pt)."""
+        saved = super().save_model()
+        snapshot = self.wdir / f"epoch{self.epoch}.pt"
+        if self.save_period > 0 and self.epoch % self.save_period == 0 and snapshot.is_file():
+            strip_optimizer(snapshot)
+        return saved
 
     def discard_unstarted_run(self) -> None:
         """Remove this run's folder if this run created it and it holds no result yet (no results.csv, no .pt)."""

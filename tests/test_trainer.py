@@ -38,6 +38,7 @@ def cli_run(shapes_data, teacher_pt, tmp_path_factory):
         "freq_noise_p=1.0",
         "freq_crop_p=1.0",
         "export=onnx",
+        "save_period=2",
     ]
     proc = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -97,8 +98,11 @@ def test_run_py_export_writes_the_student_next_to_best_pt(cli_run):
 
 
 def test_best_pt_is_plain_ultralytics_without_ikd_yolo(cli_run, shapes_data, tmp_path):
-    """best.pt loads, validates and exports to ONNX in a process where ikd_yolo cannot be imported."""
+    """best.pt loads, validates and exports to ONNX in a process where ikd_yolo cannot be imported; so do the
+    save_period snapshots (epochN.pt) load."""
     best = cli_run[0] / "weights" / "best.pt"
+    snapshots = sorted(str(p) for p in (cli_run[0] / "weights").glob("epoch*.pt"))
+    assert len(snapshots) == 2, snapshots  # save_period=2 over 3 epochs: epochs 1 and 3
     code = f"""
 import sys
 sys.modules["ikd_yolo"] = None  # make `import ikd_yolo` fail
@@ -111,6 +115,8 @@ import numpy as np, onnxruntime as ort, torch
 from ultralytics import YOLO
 m = YOLO({str(best)!r})
 assert type(m.model).__name__ == "DetectionModel", type(m.model)
+for f in {snapshots!r}:
+    assert type(YOLO(f).model).__name__ == "DetectionModel", f
 r = m.val(data={str(shapes_data)!r}, imgsz={IMGSZ}, batch=8, plots=False, workers=0)
 assert 0 <= r.box.map <= 1
 f = m.export(format="onnx", imgsz={IMGSZ})
