@@ -16,9 +16,10 @@ maps and datasets (the native term's ``dis=6`` is 3-4x the whole detection loss 
 another). So on ``kd_balance_batches`` training batches the model measures, for the detection loss and for
 each KD term at its configured weight, the L2 norm of its gradient on the student's parameters, and then sets each
 term's gain so that its gradient norm is ``f`` times the detection loss's (Tencent's YOLO-Master sets each KD weight
-the same way, at 10 %). The calibration runs on the first batches after the projector warm-up, with the KD terms
-off for the student. The gains are logged, written to ``ikd.yaml``,
-and saved with the model's buffers, so a resumed run keeps them.
+the same way, at 10 %). The calibration runs on the first batches after the projector warm-up (on the first
+batches of training when there is no feature term, hence no projector to warm up), with the KD terms off for the
+student. Without a feature term the KD scale is still 0 for the first ``kd_warmup_epochs``. The gains are logged,
+written to ``ikd.yaml``, and saved with the model's buffers, so a resumed run keeps them.
 """
 
 from __future__ import annotations

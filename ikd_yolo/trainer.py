@@ -109,6 +109,8 @@ class IKDTrainer(DetectionTrainer):
 
     def setup_model(self):
         """Build (or, on resume, rebuild) the IKD wrapper around the student, after checking it against the teacher."""
+        # a resumed run rebuilds Ultralytics' own wrapper first, which probes at imgsz (resume may override it)
+        self.args.imgsz = check_imgsz(self.args.imgsz, stride=32, floor=32, max_dim=1)
         ckpt = super().setup_model()
         model = self.model
         # the wrapper probes both networks at args.imgsz; Ultralytics rounds it to the stride only later
@@ -167,7 +169,10 @@ class IKDTrainer(DetectionTrainer):
         active = self.epoch < self.adversarial_epochs()
         changed = active != model.adv_active or self.epoch == self.start_epoch
         if RANK in {-1, 0} and self.ikd.adv_aug and changed:
-            LOGGER.info(f"{PREFIX}adversarial feature term {'on' if active else 'off'} from epoch {self.epoch + 1}")
+            warmup = self.ikd.kd_warmup_epochs
+            held = f" (scaled to 0 in the first {warmup:g} epoch(s): kd_warmup_epochs)" if active and warmup > 0 else ""
+            on = "on" if active else "off"
+            LOGGER.info(f"{PREFIX}adversarial feature term {on} from epoch {self.epoch + 1}{held}")
         model.start_epoch(adv_active=active)
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
