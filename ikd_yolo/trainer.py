@@ -60,6 +60,16 @@ def new_run_dir(cfg: dict, overrides: dict) -> bool:
         return False
 
 
+def resume_in_place(overrides: dict) -> dict:
+    """``resume=RUN/weights/last.pt`` continues in RUN, the folder that holds the checkpoint: Ultralytics would write
+    to the folder recorded in it, another run's when RUN is a copy or has moved."""
+    resume = overrides.get("resume")
+    path = Path(str(resume)) if isinstance(resume, (str, Path)) else None
+    if path is None or not path.is_file() or path.parent.name != "weights" or overrides.get("save_dir"):
+        return overrides
+    return {**overrides, "save_dir": str(path.resolve().parent.parent)}
+
+
 class IKDTrainer(DetectionTrainer):
     """DetectionTrainer that distils a student from a teacher with IKD.
 
@@ -72,7 +82,7 @@ class IKDTrainer(DetectionTrainer):
 
     def __init__(self, cfg=DEFAULT_CFG, overrides: dict | None = None, _callbacks=None):
         """Validate IKD keys and the teacher before Ultralytics creates the run folder or loads any model."""
-        overrides = normalize_overrides(overrides)
+        overrides = resume_in_place(normalize_overrides(overrides))
         # a new run loads and checks its inputs before Ultralytics creates the run folder; a resumed one loads its
         # teacher after Ultralytics has read the checkpoint's arguments, where the teacher path is stored
         teacher = preflight(overrides)

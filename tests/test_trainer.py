@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,7 +161,8 @@ def test_python_api_via_yolo_train(shapes_data, teacher_pt, tmp_path):
 
 @pytest.mark.parametrize("form", ["resume=True model=PATH", "resume=PATH"])
 def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_path, monkeypatch):
-    """Two interrupted runs, A then B (the newest last.pt under the working folder): naming A resumes A, not B."""
+    """Two interrupted runs, A then B (the newest last.pt under the working folder): naming A resumes A, not B; and
+    naming a copy of A resumes the copy, not A (whose folder the checkpoint records)."""
     from ikd_yolo.cli import main
 
     def interrupted(name):
@@ -198,10 +200,15 @@ def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_pa
     reseeded = []
     real_reset = SourceImageFrequency.reset_stream
     monkeypatch.setattr(SourceImageFrequency, "reset_stream", lambda hook: reseeded.append(1) or real_reset(hook))
-    argv = ["resume=True", f"model={a}"] if form.startswith("resume=True") else [f"resume={a}"]
+    run = tmp_path / "A"
+    if form == "resume=PATH":
+        shutil.copytree(run, tmp_path / "C")
+        run = tmp_path / "C"
+    last = run / "weights" / "last.pt"
+    argv = ["resume=True", f"model={last}"] if form.startswith("resume=True") else [f"resume={last}"]
     argv.append("imgsz=70")  # resume may change imgsz (Ultralytics allows it); one off the stride is rounded
     assert main(argv) == 0
-    rows = read_results(tmp_path / "A")
+    rows = read_results(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert rows[1]["train/dis_loss"] > 0 and rows[1]["train/adv_loss"] > 0  # resumed as an IKD run, in its phase
     # the augmentation is on in the resumed epoch, and its stream was seeded again from the resumed epoch's state of
@@ -209,7 +216,8 @@ def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_pa
     # instead failed once in CI: at 16 samples they can coincide.
     assert rows[1]["freq/noise"] + rows[1]["freq/crop"] > 0 and reseeded == [1]
     assert len(read_results(tmp_path / "B")) == 1 and b.exists()
-    saved = yaml.safe_load((tmp_path / "A" / "ikd.yaml").read_text())  # settings restored from the checkpoint
+    assert len(read_results(tmp_path / "A")) == (3 if run.name == "A" else 1) and a.exists()
+    saved = yaml.safe_load((run / "ikd.yaml").read_text())  # settings restored from the checkpoint
     assert saved["adv_epochs"] == 0.67 and saved["freq_noise_p"] == 0.9 and "kd_gains" in saved
 
 
