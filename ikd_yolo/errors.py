@@ -29,4 +29,6 @@ def user_message(e: BaseException) -> str | None:
         return f"{msg.rstrip('.')}: check the path given in data=, model= or teacher= (or in the data yaml)"
     if isinstance(e, SyntaxError) and "is not a valid YOLO argument" in str(e):
         return f"{first_line(e)} See python run.py --help"
+    if isinstance(e, ValueError) and re.match(r"Invalid (CUDA|NPU) 'device=", first_line(e)):
+        return first_line(e)  # Ultralytics' select_device: e.g. device=0 on a machine without a GPU
     return None

@@ -32,6 +32,21 @@ def normalize_overrides(overrides: dict | None) -> dict:
     return overrides
 
 
+def check_amp(amp, device) -> None:
+    """amp=bf16 needs a CUDA GPU with native bfloat16; Ultralytics finds out only when the first batch runs."""
+    if str(amp).lower() not in {"bf16", "bfloat16"}:
+        return
+    import torch
+
+    on_cpu = str(device).lower() in {"cpu", "mps"} or not torch.cuda.is_available()
+    if on_cpu or not torch.cuda.is_bf16_supported(including_emulation=False):
+        where = "the CPU" if on_cpu else f"this GPU ({torch.cuda.get_device_name(0)})"
+        raise UserError(
+            f"amp=bf16 needs a CUDA GPU with native bfloat16 (Ampere or newer), not {where}: use amp=True (fp16 on "
+            "a GPU) or amp=False"
+        )
+
+
 def check_batch(batch) -> None:
     if isinstance(batch, (int, float)) and not isinstance(batch, bool) and batch < 1:
         raise UserError(
@@ -107,6 +122,7 @@ def preflight(overrides: dict) -> nn.Module | None:
     """Validate a new run's inputs (IKD keys, batch, data, teacher, student) and return the loaded teacher."""
     IKDConfig.from_mapping(overrides)
     check_batch(overrides.get("batch", 16))
+    check_amp(overrides.get("amp"), overrides.get("device"))
     if overrides.get("resume"):
         check_resumable(overrides["resume"])
         return None

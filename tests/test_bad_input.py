@@ -37,6 +37,9 @@ CASES = {
     "engine on cpu": ([T, "model=yolov8n.yaml", "device=cpu", "export=engine"], "needs a CUDA GPU"),
     "unknown export": ([T, "model=yolov8n.yaml", "export=zip"], "not an Ultralytics export format"),
     "bare word": ([T, "model=yolov8n.yaml", "fast"], "not key=value"),
+    "bf16 on cpu": ([T, "model=yolov8n.yaml", "amp=bf16", "device=cpu"], "amp=bf16 needs a CUDA GPU"),
+    # more GPUs than this machine has (device=0 on a machine without any: the same message)
+    "missing gpus": ([T, "model=yolov8n.yaml", f"device={','.join(map(str, range(17)))}"], "Invalid CUDA 'device="),
     "single_cls": ([T, "model=yolov8n.yaml", "single_cls=True"], "single_cls=True trains the student on one class"),
 }
 
