@@ -111,6 +111,7 @@ class IKDTrainer(DetectionTrainer):
             # of every node, not the length of this node's device list, which Ultralytics would take
             self.world_size = int(os.environ["WORLD_SIZE"])
         if RANK in {-1, 0}:
+            self.warn_idle_adversarial_term()
             (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(self.ikd.to_dict(), sort_keys=False))
             LOGGER.info(
                 f"{PREFIX}teacher={self.args.distill_model} "
@@ -161,6 +162,17 @@ class IKDTrainer(DetectionTrainer):
         """Number of epochs, from the first, in which the KD terms act (all but the close_mosaic ones by default)."""
         return kd_stop_epoch(self.epochs, self.args.close_mosaic, self.ikd.kd_close_mosaic_off)
 
+    def warn_idle_adversarial_term(self) -> None:
+        """Say so when the adversarial term is on but a short run leaves it no epoch to act in: it is on in the first
+        ``adv_epochs`` of the epochs, and the KD terms act after ``kd_warmup_epochs`` and before ``close_mosaic``."""
+        on, warmup = min(self.adversarial_epochs(), self.kd_epochs()), self.ikd.kd_warmup_epochs
+        if self.ikd.adv_aug and self.ikd.adv_weight > 0 and on <= warmup:
+            LOGGER.warning(
+                f"{PREFIX}the adversarial term never acts in this {self.epochs}-epoch run: it is on for the first "
+                f"{on} epoch(s) (adv_epochs={self.ikd.adv_epochs:g}, before the close_mosaic epochs) and the KD terms "
+                f"start after kd_warmup_epochs={warmup:g}: train longer, raise adv_epochs, or lower kd_warmup_epochs"
+            )
+
     def adversarial_epochs(self) -> int:
         """Number of epochs, from the first, during which the adversarial term is on."""
         return round(self.ikd.adv_epochs * self.epochs) if self.ikd.adv_aug else 0
@@ -182,7 +194,7 @@ class IKDTrainer(DetectionTrainer):
             warmup = self.ikd.kd_warmup_epochs
             held = f" (scaled to 0 in the first {warmup:g} epoch(s): kd_warmup_epochs)" if active and warmup > 0 else ""
             on = "on" if active else "off"
-            LOGGER.info(f"{PREFIX}adversarial feature term {on} from epoch {self.epoch + 1}{held}")
+            LOGGER.info(f"{PREFIX}adversarial term {on} from epoch {self.epoch + 1}{held}")
         model.start_epoch(adv_active=active)
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):

@@ -57,7 +57,7 @@ def test_run_py_trains_with_both_mechanisms(cli_run):
     # adversarial phase: round(0.34 * 3) = 1 epoch on, then off
     assert rows[0]["train/adv_loss"] > 0
     assert rows[1]["train/adv_loss"] == 0 and rows[2]["train/adv_loss"] == 0
-    assert "adversarial feature term off from epoch 2" in log
+    assert "adversarial term off from epoch 2" in log
     # frequency augmentation: on for round(0.667 * 3) = 2 epochs (logged), then out of the pipeline
     assert log.count("frequency augmentation this epoch") == 2
     assert all(r["freq/noise"] + r["freq/crop"] > 0 for r in rows[:2])
@@ -219,6 +219,31 @@ def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_pa
     assert len(read_results(tmp_path / "A")) == (3 if run.name == "A" else 1) and a.exists()
     saved = yaml.safe_load((run / "ikd.yaml").read_text())  # settings restored from the checkpoint
     assert saved["adv_epochs"] == 0.67 and saved["freq_noise_p"] == 0.9 and "kd_gains" in saved
+
+
+@pytest.mark.parametrize("warmup", [1.0, 0.0])
+def test_a_run_too_short_for_the_adversarial_term_says_so(shapes_data, tmp_path, warmup):
+    """epochs=2 with the defaults: the term is on in epoch 1 only (adv_epochs 0.667), which is the warm-up, so it
+    never acts, and the log says so; without the warm-up it acts in epoch 1 and nothing is said."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    LOGGER.addHandler(handler)
+    try:
+        IKDTrainer(
+            overrides=dict(
+                data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), epochs=2, close_mosaic=0,
+                project=str(tmp_path), kd_warmup_epochs=warmup, **IKD_FAST,
+            )
+        )  # fmt: skip
+    finally:
+        LOGGER.removeHandler(handler)
+    said = [r.getMessage() for r in records if "never acts" in r.getMessage()]
+    assert len(said) == (1 if warmup else 0), said
 
 
 @pytest.mark.parametrize("existing", [False, True])
