@@ -238,7 +238,8 @@ SETTINGS: dict[str, Setting] = {
         "detection loss on the adversarial images and their (teacher-refined) labels (lower than response at 5 of 5 "
         "paired seeds, BENCHMARKS.md), delta = the response terms towards the student's own clean outputs moved as "
         "the teacher's moved under the attack (how the teacher reacts, not its confidences; one more teacher "
-        "forward, on the attacked images before the attack)",
+        "forward, on the attacked images before the attack; level with kd at the default weight, lower at "
+        "kd_balance=0.1 at 5 of 5 paired seeds, BENCHMARKS.md)",
         _ADV,
         choices=("response", "features", "labels", "delta"),
     ),
