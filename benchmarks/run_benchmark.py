@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import shutil
@@ -234,7 +235,9 @@ def train_one(spec: dict) -> dict:
     from ikd_yolo.trainer import IKDTrainer
 
     run_dir = Path(spec["run_dir"])
-    if run_dir.exists():
+    if run_dir.is_symlink():
+        run_dir.unlink()  # a link to another tag's run (same_training): this training gets a folder of its own
+    elif run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished run from an interrupted benchmark
     common = dict(
         data=spec["data"],
@@ -279,7 +282,7 @@ def same_training(spec: dict) -> tuple[Path, dict] | None:
     its folder and result, when its settings equal ``spec``'s but for the folder."""
     want = {k: v for k, v in portable(spec).items() if k != "run_dir"}
     mine = Path(spec["run_dir"] + ".json")
-    for f in sorted(mine.parent.glob(f"{spec['method']}_s{spec['seed']}*.json")):
+    for f in sorted(mine.parent.glob(f"{glob.escape(spec['method'])}_s{spec['seed']}*.json")):  # kd[pkd]
         cached = json.loads(f.read_text())
         got = portable(cached.get("spec")) or {}
         folder = Path(str(f)[: -len(".json")])  # not with_suffix: names hold dots (adv_weight0.25)

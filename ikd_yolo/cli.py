@@ -73,8 +73,9 @@ def check_key(key: str, known, problem: str, helps: str = "python run.py --help"
 
 
 def apply_cfg_file(overrides: dict) -> dict:
-    """``cfg=FILE``: the train arguments of a yaml file (``key: value``, e.g. a copy of cfg/ikd.yaml), under the
-    command line's own, as ``yolo train cfg=FILE`` reads it; its empty values keep their defaults."""
+    """``cfg=FILE``: the train arguments of a yaml file (``key: value``: a copy of cfg/ikd.yaml, of a run's ikd.yaml,
+    or ``yolo copy-cfg``'s file), under the command line's own, as ``yolo train cfg=FILE`` reads it; its empty values
+    keep their defaults."""
     if not overrides.get("cfg"):
         return overrides
     path = Path(str(overrides["cfg"]))
@@ -86,9 +87,11 @@ def apply_cfg_file(overrides: dict) -> dict:
         raise UserError(f"cfg={path} is not valid yaml ({str(e).splitlines()[0]}): fix the file") from None
     if not isinstance(loaded, dict):
         raise UserError(f"cfg={path} holds no key: value pairs: write one train argument per line, e.g. epochs: 100")
+    # cfg: (yolo copy-cfg writes it) is skipped as Ultralytics skips it; kd_gains: a run's ikd.yaml records them
+    loaded = {str(k): v for k, v in loaded.items() if k not in {"cfg", "kd_gains"}}
     for key in loaded:
-        check_key(str(key), TRAIN_KEYS - {"cfg"}, f"cfg={path}: unknown argument '{key}'")
-    from_file = {str(k): v for k, v in loaded.items() if v is not None}
+        check_key(key, TRAIN_KEYS, f"cfg={path}: unknown argument '{key}'")
+    from_file = {k: v for k, v in loaded.items() if v is not None}
     return {**from_file, **{k: v for k, v in overrides.items() if k != "cfg"}}
 
 

@@ -34,17 +34,22 @@ def normalize_overrides(overrides: dict | None) -> dict:
 
 def check_amp(amp, device) -> None:
     """amp=bf16 needs a CUDA GPU with native bfloat16; Ultralytics finds out only when the first batch runs."""
-    if str(amp).lower() not in {"bf16", "bfloat16"}:
+    if amp != "bf16":  # Ultralytics' own test
         return
     import torch
 
-    on_cpu = str(device).lower() in {"cpu", "mps"} or not torch.cuda.is_available()
-    if on_cpu or not torch.cuda.is_bf16_supported(including_emulation=False):
-        where = "the CPU" if on_cpu else f"this GPU ({torch.cuda.get_device_name(0)})"
-        raise UserError(
-            f"amp=bf16 needs a CUDA GPU with native bfloat16 (Ampere or newer), not {where}: use amp=True (fp16 on "
-            "a GPU) or amp=False"
-        )
+    if not torch.cuda.is_available():
+        where = "a machine without a CUDA GPU"
+    elif str(device).lower() in {"cpu", "mps"}:
+        where = f"device={device}"
+    elif not torch.cuda.is_bf16_supported(including_emulation=False):
+        where = f"this GPU ({torch.cuda.get_device_name(0)})"
+    else:
+        return
+    raise UserError(
+        f"amp=bf16 needs a CUDA GPU with native bfloat16 (Ampere or newer), not {where}: use amp=True (fp16 on a "
+        "GPU) or amp=False"
+    )
 
 
 def check_batch(batch) -> None:
@@ -101,6 +106,11 @@ def check_single_cls(teacher: nn.Module, single_cls) -> None:
         )
 
 
+def single_class(data: dict) -> dict:
+    """The dataset dict as Ultralytics makes it for single_cls=True (``BaseTrainer.get_dataset``): one class."""
+    return {**data, "names": {0: "item"}, "nc": 1}
+
+
 def check_resumable(resume) -> None:
     """Refuse to resume a checkpoint without training state: a finished run's, or a save_period snapshot (Ultralytics
     would fail on it with an assertion, after loading it)."""
@@ -109,12 +119,18 @@ def check_resumable(resume) -> None:
         return  # resume=True: Ultralytics finds the newest run; a missing file: Ultralytics' own message
     from ultralytics.utils.patches import torch_load
 
-    ckpt = torch_load(path, map_location="cpu", weights_only=False)
-    if isinstance(ckpt, dict) and ckpt.get("epoch", -1) == -1:
-        epochs = (ckpt.get("train_args") or {}).get("epochs", "its")
+    from .errors import first_line
+
+    try:
+        ckpt = torch_load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        problem = first_line(e)
+        raise UserError(f"resume={path} is not a checkpoint ({problem}): give the run's weights/last.pt") from None
+    if not isinstance(ckpt, dict) or ckpt.get("epoch", -1) == -1:
         raise UserError(
-            f"resume={path} holds no training state (a run that finished its {epochs} epochs, or a save_period "
-            f"snapshot): resume from the run's weights/last.pt, or start a new run from it (model={path} epochs=N)"
+            f"resume={path} holds no training state (the last.pt or best.pt of a run that has ended, or a "
+            "save_period snapshot): resume an interrupted run's weights/last.pt, or start a new run from these "
+            f"weights (data=... teacher=... model={path})"
         )
 
 
@@ -122,13 +138,15 @@ def preflight(overrides: dict) -> nn.Module | None:
     """Validate a new run's inputs (IKD keys, batch, data, teacher, student) and return the loaded teacher."""
     IKDConfig.from_mapping(overrides)
     check_batch(overrides.get("batch", 16))
-    check_amp(overrides.get("amp"), overrides.get("device"))
     if overrides.get("resume"):
         check_resumable(overrides["resume"])
         return None
+    check_amp(overrides.get("amp"), overrides.get("device"))
     teacher = load_teacher(overrides.get("distill_model"))
     check_single_cls(teacher, overrides.get("single_cls"))
     data = check_det_dataset(overrides["data"]) if overrides.get("data") else None
+    if data is not None and overrides.get("single_cls"):
+        data = single_class(data)
     if data is not None:
         check_teacher_data(teacher, data, f"teacher={overrides['distill_model']}")
     if data is not None:

@@ -192,7 +192,8 @@ class IKDTrainer(DetectionTrainer):
         changed = active != model.adv_active or self.epoch == self.start_epoch
         if RANK in {-1, 0} and self.ikd.adv_aug and changed:
             warmup = self.ikd.kd_warmup_epochs
-            held = f" (scaled to 0 in the first {warmup:g} epoch(s): kd_warmup_epochs)" if active and warmup > 0 else ""
+            ahead = active and self.epoch < warmup  # not after a resume past the warm-up
+            held = f" (scaled to 0 in the first {warmup:g} epoch(s): kd_warmup_epochs)" if ahead else ""
             on = "on" if active else "off"
             LOGGER.info(f"{PREFIX}adversarial term {on} from epoch {self.epoch + 1}{held}")
         model.start_epoch(adv_active=active)

@@ -105,8 +105,30 @@ def test_resuming_a_finished_run_says_so_and_leaves_its_folder_alone(teacher_pt,
     for argv in (["resume=True", f"model={run / 'weights' / 'last.pt'}"], ["resume=True"]):
         assert main(argv) == 2
         err = capfd.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "finished its 150 epochs" in err[0] and "model=" in err[0], err
+        assert len(err) == 1 and "holds no training state" in err[0] and "model=" in err[0], err
     assert sorted(p.name for p in run.rglob("*")) == before and (run / "ikd.yaml").read_text() == "adv_steps: 3\n"
+    assert main([f"resume={run / 'ikd.yaml'}"]) == 2  # not a checkpoint at all
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a checkpoint" in err[0], err
+
+
+def test_single_cls_with_a_single_class_teacher_passes_the_checks(shapes_data, tmp_path):
+    """single_cls=True: a teacher of one class named as Ultralytics names it ('item') is checked against the data
+    as Ultralytics will make it, one class, and accepted; a teacher of four classes is refused."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ikd_yolo.preflight import preflight
+    from ikd_yolo.teacher import TeacherError
+
+    model = DetectionModel("yolov8n.yaml", nc=1, verbose=False)
+    model.names = {0: "item"}
+    one = tmp_path / "one_class.pt"
+    torch.save({"model": model.half(), "train_args": {}}, one)
+    args = dict(data=str(shapes_data), model="yolov8n.yaml", single_cls=True)
+    assert preflight({**args, "distill_model": str(one)}) is not None
+    with pytest.raises(TeacherError, match="single_cls=True"):
+        preflight({**args, "distill_model": str(T.split("=", 1)[1])})
 
 
 @pytest.mark.slow
@@ -137,8 +159,8 @@ def test_cfg_file_is_read_under_the_command_line(shapes_data, tmp_path, monkeypa
 
     monkeypatch.chdir(tmp_path)
     f = tmp_path / "mine.yaml"
-    f.write_text("adv_steps: 3\nadv_eps: 8.0\nname:\n")
-    merged = apply_cfg_file({"cfg": str(f), "adv_eps": 2.0, "data": "d.yaml"})
+    f.write_text("adv_steps: 3\nadv_eps: 8.0\nname:\ncfg:\nkd_gains: {adv_loss: 0.5}\n")  # a run's ikd.yaml
+    merged = apply_cfg_file({"cfg": str(f), "adv_eps": 2.0, "data": "d.yaml"})  # or yolo copy-cfg's: cfg: is skipped
     assert merged == {"adv_steps": 3, "adv_eps": 2.0, "data": "d.yaml"}
     base = [f"data={shapes_data}", T, "model=yolov8n.yaml", f"project={tmp_path / 'runs'}", "epochs=1"]
     for text, word in (
