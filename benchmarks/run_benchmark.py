@@ -228,6 +228,15 @@ def score(weights: str | Path, data: str | Path, imgsz: int, device: str, projec
     )
 
 
+def clear_run_dir(run_dir: Path) -> None:
+    """Make way for a run's folder: unlink another tag's run linked there (:func:`same_training`), or remove a
+    half-finished run of an interrupted benchmark."""
+    if run_dir.is_symlink():
+        run_dir.unlink()
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)
+
+
 def train_one(spec: dict) -> dict:
     """Train one (method, seed) in this process, score it, and return its figures."""
     from ultralytics import YOLO
@@ -235,10 +244,7 @@ def train_one(spec: dict) -> dict:
     from ikd_yolo.trainer import IKDTrainer
 
     run_dir = Path(spec["run_dir"])
-    if run_dir.is_symlink():
-        run_dir.unlink()  # a link to another tag's run (same_training): this training gets a folder of its own
-    elif run_dir.exists():
-        shutil.rmtree(run_dir)  # a half-finished run from an interrupted benchmark
+    clear_run_dir(run_dir)
     common = dict(
         data=spec["data"],
         epochs=spec["epochs"],
@@ -305,10 +311,7 @@ def run_spec(spec: dict, fresh: bool) -> dict:
     if found is not None:
         other, result = found
         run_dir = Path(spec["run_dir"])
-        if run_dir.is_symlink():
-            run_dir.unlink()
-        elif run_dir.exists():
-            shutil.rmtree(run_dir)  # a half-finished run from an interrupted benchmark
+        clear_run_dir(run_dir)
         run_dir.symlink_to(other.name)  # tools that find a run's folder by its name (robustness.py) find this one
         result_file.write_text(json.dumps({"spec": spec, "result": result}, indent=1))
         print(f"  {spec['method']} seed {spec['seed']}: cached as {other.name}", flush=True)

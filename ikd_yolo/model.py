@@ -223,7 +223,6 @@ class IKDDistillationModel(DistillationModel):
         self._adv_preds = None  # adv_bn split/joint: the student's training outputs on them (adv_match=labels)
         self._refined: dict | None = None  # the batch with the labels of the last clean detection loss
         self._clean_heads: dict = {}  # adv_match=delta: student's and teacher's logits on the attacked images, clean
-        self._attacked_clean = None  # adv_match=delta: the attacked images before the attack
         device = next(self.projector.parameters()).device
         channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
         kd_module = build_kd_module(ikd, channels)
@@ -250,7 +249,6 @@ class IKDDistillationModel(DistillationModel):
         state["_adv_preds"] = None
         state["_refined"] = None
         state["_clean_heads"] = {}
-        state["_attacked_clean"] = None
         state["_attack_failures"] = 0
         return state
 
@@ -312,7 +310,8 @@ class IKDDistillationModel(DistillationModel):
             self._teacher_feats.update(clean_teacher)
             regular, items, terms = self.clean_kd_terms(batch, extra=adv_img, teacher_done=True)
             labelled = sub_batch(self._refined, adv_img.shape[0]) if self.ikd.adv_match == "labels" else None
-            term = self.adversarial_term(adv_img, self._adv_student_feats, self._adv_preds, labelled)
+            clean = batch["img"][: adv_img.shape[0]]  # the attack takes the first images
+            term = self.adversarial_term(adv_img, clean, self._adv_student_feats, self._adv_preds, labelled)
             terms["adv"] = term * self.ikd.adv_weight
             self._adv_student_feats, self._adv_preds, self._refined = {}, None, None
         else:
@@ -457,7 +456,8 @@ class IKDDistillationModel(DistillationModel):
         with self.separate_adv_bn():
             preds = self.student_model(adv_img)
         hooked = dict(self._student_feats)
-        return self.adversarial_term(adv_img, hooked, preds, sub_batch(batch, adv_img.shape[0]))
+        part = sub_batch(batch, adv_img.shape[0])
+        return self.adversarial_term(adv_img, part["img"], hooked, preds, part)
 
     def separate_adv_bn(self):
         """The student's BatchNorm for a forward of adversarial images of their own: running statistics
@@ -466,9 +466,10 @@ class IKDDistillationModel(DistillationModel):
         return bn(self.student_model)
 
     def adversarial_term(
-        self, adv_img: torch.Tensor, student_hooked: dict, preds, labelled: dict | None
+        self, adv_img: torch.Tensor, clean_img: torch.Tensor, student_hooked: dict, preds, labelled: dict | None
     ) -> torch.Tensor:
-        """The loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same images, or
+        """The loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same images (with
+        ``adv_match=delta``, the teacher's change from ``clean_img``, the same images before the attack), or
         (``adv_match=labels``) the student's detection loss on them, per image, from its training outputs ``preds``
         and the attacked images' labels ``labelled``. Zero, and counted in ``adv_skipped``, when it is not finite
         (e.g. a failed attack)."""
@@ -480,7 +481,7 @@ class IKDDistillationModel(DistillationModel):
         else:
             with torch.no_grad():
                 if self.ikd.adv_match == "delta":  # the teacher's outputs on the same images before the attack
-                    self.teacher_model(self._attacked_clean)
+                    self.teacher_model(clean_img)
                     self._clean_heads["teacher"] = head_logits(self._teacher_feats[len(self.feats_idx) - 1])
                     self._teacher_feats.clear()
                 self.teacher_model(adv_img)
@@ -497,7 +498,7 @@ class IKDDistillationModel(DistillationModel):
         students, teachers, student_head, teacher_head = self.pop_features()
         total = torch.zeros(1, device=teachers[0].device)
         if self.ikd.adv_match == "delta":  # targets: the student's clean logits moved as the teacher's moved
-            clean, self._clean_heads, self._attacked_clean = self._clean_heads, {}, None
+            clean, self._clean_heads = self._clean_heads, {}
             student, teacher = clean["student"], clean["teacher"]
             keys = ("boxes", "scores") if self.same_reg_max else ("scores",)  # DFL bins: only when comparable
             teacher_head = {k: student[k] + (teacher_head[k] - teacher[k]) for k in keys}
@@ -544,8 +545,6 @@ class IKDDistillationModel(DistillationModel):
                 return teacher_loss(x, part, scale)
 
         clean = part["img"].detach()
-        if self.ikd.adv_match == "delta":
-            self._attacked_clean = clean
         h, w = clean.shape[-2:]
         stride = int(self.teacher_model.stride.max())  # the attack's input must stay a multiple of it
         size = tuple(max(stride, round(v * self.ikd.adv_scale / stride) * stride) for v in (h, w))
