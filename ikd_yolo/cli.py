@@ -9,20 +9,21 @@ Arguments are parsed by Ultralytics' own ``key=value`` parser, so values mean wh
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from pathlib import Path
 
 import yaml
-from ultralytics.cfg import parse_key_value_pair
-from ultralytics.utils import DEFAULT_CFG_DICT, RANK
+from ultralytics.utils import RANK
 
-from .config import ALIASES, KEYS, default_settings, settings_help
+from .args import TRAIN_KEYS, check_key, parse_args
+from .config import default_settings, settings_help
 from .errors import UserError, user_message
 
 USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.yaml|.pt [key=value ...]
        python run.py                 (embedded demo on generated data, CPU friendly)
+       python run.py compare data=DATA.yaml teacher=TEACHER.pt model=STUDENT.yaml epochs=E [seeds=3] ...
+                                     (does distillation pay on this data? arms x seeds, paired; compare --help)
        python run.py probe model=STUDENT.pt [teacher=TEACHER.pt] data=DATA.yaml [radii=8,16,32,64] ...
                                      (frequency probe: AP by object size on low-/high-pass images; probe --help)
        python run.py --help
@@ -34,42 +35,6 @@ resume=True model=RUN/weights/last.pt (or resume=RUN/weights/last.pt) resumes th
 cfg=FILE.yaml reads train arguments from a file (e.g. a copy of cfg/ikd.yaml); values on the command line win.
 A mistake in the input prints one line and exits with code 2; IKD_DEBUG=1 shows the traceback.
 """
-
-
-EXTRA_KEYS = ("teacher", "export")  # run.py's own keys besides Ultralytics' and the IKD settings
-TRAIN_KEYS = set(DEFAULT_CFG_DICT) | set(KEYS) | set(ALIASES) | set(EXTRA_KEYS)
-EXAMPLES = {"data": "data=my_data.yaml", "model": "model=yolo11n.yaml", "teacher": "teacher=teacher.pt"}
-
-
-def parse_args(argv: list[str], known=None, command: str = "run.py") -> dict:
-    """Turn ``key=value`` tokens into an overrides dict; an unknown key, an empty value or a bare word is refused.
-
-    ``known``: the accepted keys (default: Ultralytics' train arguments, the IKD settings and run.py's own keys).
-    """
-    overrides = {}
-    known = set(known) if known is not None else TRAIN_KEYS
-    helps = "python run.py --help" if command == "run.py" else f"python run.py {command} --help"
-    for token in argv:
-        if "=" not in token or token.startswith("="):
-            raise UserError(f"argument '{token}' is not key=value (e.g. epochs=100). See {helps}")
-        key, _, raw = token.partition("=")
-        key = key.strip()
-        check_key(key, known, f"unknown argument '{key}'", helps)
-        if not raw.strip():
-            default = {**DEFAULT_CFG_DICT, **default_settings()}.get(key)
-            example = EXAMPLES.get(key) or f"{key}={'VALUE' if default in (None, '') else default}"
-            raise UserError(f"{key}= is empty: give it a value, e.g. {example}")
-        key, value = parse_key_value_pair(token)
-        overrides[key] = value
-    return overrides
-
-
-def check_key(key: str, known, problem: str, helps: str = "python run.py --help") -> None:
-    """Refuse a key that is not in ``known``, naming the closest one."""
-    if key not in known:
-        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}=? " if close else ""
-        raise UserError(f"{problem}: {hint}({helps} lists the keys)")
 
 
 def apply_cfg_file(overrides: dict) -> dict:
@@ -204,6 +169,10 @@ def _dispatch(argv: list[str]) -> int:
         from .tools.probe import main as probe_main
 
         return probe_main(argv[1:])
+    if argv and argv[0] == "compare":
+        from .tools.compare import main as compare_main
+
+        return compare_main(argv[1:])
     if any(a in {"-h", "--help", "help"} for a in argv):
         print(help_text())
         return 0

@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     A bad input raises :class:`~ikd_yolo.errors.UserError`, which ``run.py`` prints as one line with exit code 2.
     """
-    from ...cli import parse_args
+    from ...args import parse_args
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in {"-h", "--help", "help"} for a in argv):

@@ -1,0 +1,113 @@
+"""Running the pending runs of a comparison: in sequence on one device, one run per GPU with ``device=0,1,...``,
+with a progress line that names the run, its epoch and the time left for the whole comparison."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+
+from ultralytics.utils import LOGGER
+
+from ...errors import UserError
+from .arms import Arm
+from .runs import Setup, check_reusable, epochs_done, launch, load_run, score_run
+
+PROGRESS_EVERY_S = 60.0
+
+
+def devices(device) -> list[str]:
+    """One slot per GPU of a ``device=0,1,2`` list; a single slot otherwise (CPU, one GPU, MPS)."""
+    text = str(device if device not in (None, "") else "cpu")
+    ids = [d.strip() for d in text.split(",") if d.strip()]
+    return ids if len(ids) > 1 and all(d.isdigit() for d in ids) else [text]
+
+
+class Scheduler:
+    """Starts the pending runs on free device slots, watches them, and estimates the time left."""
+
+    def __init__(self, setup: Setup):
+        self.setup = setup
+        self.todo = [(a, s) for a, s in setup.runs() if check_reusable(setup, a, s) is None]
+        self.total = len(setup.runs())
+        self.started = self.total - len(self.todo)
+        self.slots = devices(setup.train.get("device"))
+        self.running: dict[str, tuple[Arm, int, subprocess.Popen]] = {}
+        self.failed: list[str] = []
+        self.epochs = int(setup.train.get("epochs", 100))
+        self.per_arm: dict[str, list[float]] = {}  # seconds per epoch of finished runs, by arm
+        for arm, seed in setup.runs():
+            record = load_run(setup.run_dir(arm, seed))
+            if record:
+                self.per_arm.setdefault(arm.name, []).append(record["epoch_time_s"])
+
+    def start_free_slots(self) -> None:
+        for slot in [d for d in self.slots if d not in self.running]:
+            if not self.todo or self.failed:
+                return
+            arm, seed = self.todo.pop(0)
+            self.started += 1
+            LOGGER.info(f"compare: run {self.started}/{self.total} {arm.name} seed {seed} on device {slot}")
+            self.running[slot] = (arm, seed, launch(self.setup, arm, seed, slot))
+
+    def collect_finished(self) -> None:
+        for slot, (arm, seed, proc) in list(self.running.items()):
+            if proc.poll() is None:
+                continue
+            del self.running[slot]
+            log = f"{self.setup.run_dir(arm, seed)}.log"
+            record = load_run(self.setup.run_dir(arm, seed))
+            if proc.returncode or record is None:
+                self.failed.append(f"{arm.name} seed {seed} failed (exit {proc.returncode}; its log: {log})")
+            else:
+                self.per_arm.setdefault(arm.name, []).append(record["epoch_time_s"])
+
+    def seconds_per_epoch(self, arm: Arm) -> float | None:
+        mine = self.per_arm.get(arm.name) or [v for vals in self.per_arm.values() for v in vals]
+        return statistics.fmean(mine) if mine else None
+
+    def seconds_left(self) -> float | None:
+        """The epochs still to train of every running and pending run, at their arm's pace, over the slots."""
+        total = 0.0
+        runs = [(a, s, True) for a, s, _ in self.running.values()] + [(a, s, False) for a, s in self.todo]
+        for arm, seed, running in runs:
+            done, spent = epochs_done(self.setup.run_dir(arm, seed)) if running else (0, 0.0)
+            per = spent / done if done else self.seconds_per_epoch(arm)
+            if per is None:
+                return None
+            total += per * (self.epochs - done)
+        return total / len(self.slots)
+
+    def progress_line(self) -> str:
+        arm, seed, _ = next(iter(self.running.values()))
+        done, _ = epochs_done(self.setup.run_dir(arm, seed))
+        left = self.seconds_left()
+        eta = f"about {left / 60:.0f} min left in all" if left is not None else "time left known after one epoch"
+        busy = f" (+{len(self.running) - 1} more running)" if len(self.running) > 1 else ""
+        return f"compare: {arm.name} seed {seed}, epoch {done}/{self.epochs}{busy}; {eta}"
+
+    def run(self) -> None:
+        if self.started:
+            LOGGER.info(f"compare: {self.started} of {self.total} runs finished before in {self.setup.folder}: reused")
+        last_line = time.time()
+        while self.todo and not self.failed or self.running:
+            self.start_free_slots()
+            self.collect_finished()
+            if self.running and time.time() - last_line > PROGRESS_EVERY_S:
+                last_line = time.time()
+                LOGGER.info(self.progress_line())
+            time.sleep(0.5)
+        if self.failed:
+            raise UserError(f"compare: {self.failed[0]}; fix it and rerun the same command (finished runs are kept)")
+
+
+def run_pending(setup: Setup) -> None:
+    """Train every run without a finished record, then score every run on the comparison's split."""
+    Scheduler(setup).run()
+    for arm, seed in setup.runs():
+        score_run(setup, arm, seed)
+
+
+def missing_runs(setup: Setup) -> list[str]:
+    """The runs without a finished record, as ``arm:seed`` (for ``--collect``)."""
+    return [f"{a.name}:{s}" for a, s in setup.runs() if load_run(setup.run_dir(a, s)) is None]
