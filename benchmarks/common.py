@@ -81,9 +81,11 @@ def fixed_batch(data_yaml: Path, n: int = 16, device="cpu") -> dict:
 
 
 def train_cached(scale: str, name: str, model: str, data: Path, device: str, **train_args) -> Path:
-    """Train ``model`` with plain Ultralytics into ``CACHE/scale/name`` unless its ``last.pt`` is already there."""
+    """Train ``model`` with plain Ultralytics into ``CACHE/scale/name`` unless that training has finished before (an
+    interrupted one is trained again)."""
     weights = CACHE / scale / name / "weights" / "last.pt"
-    if not weights.exists():
+    done = CACHE / scale / name / "finished"
+    if not done.exists():
         from ultralytics import YOLO
 
         print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
@@ -91,4 +93,5 @@ def train_cached(scale: str, name: str, model: str, data: Path, device: str, **t
             data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False,
             seed=0, deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args,
         )  # fmt: skip
+        done.write_text(json.dumps({"model": model, "data": str(data), **train_args}, default=str))
     return weights

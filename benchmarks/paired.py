@@ -2,8 +2,9 @@
 
     python benchmarks/paired.py --ref full.json:kd --ref full.json:ikd full-adv_bnjoint.json:ikd full-grid.json:kd+adv
 
-Each ``FILE:METHOD`` names one arm of a results json under ``benchmarks/results`` (``run_benchmark.py`` writes one
-per run). For every arm the script prints a markdown row: its per-seed scores and mean, then for each ``--ref`` arm
+Each ``FILE:METHOD`` names one arm of a results json of the earlier rounds under ``benchmarks/results`` (the format
+``run_benchmark.py`` wrote before ``compare``; today's results are compare.json objects, which carry their own paired
+intervals). For every arm the script prints a markdown row: its per-seed scores and mean, then for each ``--ref`` arm
 the mean difference in mAP50-95 points (x100) over the seeds both ran, each seed's difference and how many are
 positive, COCO AP by object size, and the arm's epoch time as a ratio to its own run's baseline. On the CPU a
 training repeats exactly for a given seed, so differences at one seed are paired across runs made at different
@@ -18,7 +19,17 @@ import json
 import statistics
 
 from common import RESULTS
-from report import paired
+
+
+def paired(entry: dict, ref: dict | None) -> tuple[list[float], float] | None:
+    """Per-seed differences ``entry - ref`` in mAP50-95 points over the seeds both have, and their mean."""
+    if ref is None or entry is ref:
+        return None
+    theirs = dict(zip(ref["seeds"], ref["map50_95_per_seed"], strict=True))
+    diffs = [
+        100 * (v - theirs[sd]) for sd, v in zip(entry["seeds"], entry["map50_95_per_seed"], strict=True) if sd in theirs
+    ]
+    return (diffs, statistics.fmean(diffs)) if diffs else None
 
 
 def one_arm(name: str, method: str) -> tuple[dict, dict]:

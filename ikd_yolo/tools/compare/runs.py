@@ -71,13 +71,36 @@ def load_run(run: Path) -> dict | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
+def wanted(setup: Setup, arm: Arm, seed: int) -> dict:
+    """The fingerprint of a run as its record stores it (JSON types)."""
+    return json.loads(json.dumps(fingerprint(setup.overrides(arm, seed)), default=str))
+
+
+def link_sibling(setup: Setup, arm: Arm, seed: int) -> dict | None:
+    """A finished run of the same training in another comparison under the same project folder (the ``none`` arm of
+    two comparisons with different teachers, say), linked here instead of trained again."""
+    run = setup.run_dir(arm, seed)
+    want = wanted(setup, arm, seed)
+    for other in sorted(setup.folder.parent.glob(f"*/{run.name}")):
+        record = load_run(other)
+        if other.parent != setup.folder and record and record["fingerprint"] == want and not other.is_symlink():
+            if run.is_symlink():
+                run.unlink()
+            elif run.exists():  # an interrupted run of this comparison
+                shutil.rmtree(run)
+            run.parent.mkdir(parents=True, exist_ok=True)
+            run.symlink_to(other.resolve(), target_is_directory=True)
+            return record
+    return None
+
+
 def check_reusable(setup: Setup, arm: Arm, seed: int) -> dict | None:
-    """The record of a finished run with this run's settings; None if it must be trained; a run finished with other
-    settings is refused (it is not ours to overwrite)."""
+    """The record of a finished run with this run's settings (here, or linked from a sibling comparison); None if it
+    must be trained; a run finished here with other settings is refused (it is not ours to overwrite)."""
     record = load_run(setup.run_dir(arm, seed))
     if record is None:
-        return None
-    want = json.loads(json.dumps(fingerprint(setup.overrides(arm, seed)), default=str))
+        return link_sibling(setup, arm, seed)
+    want = wanted(setup, arm, seed)
     have = record["fingerprint"]
     if have != want:
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
@@ -122,7 +145,7 @@ def train_run(setup: Setup, arm: Arm, seed: int) -> dict:
     record = {
         "arm": arm.name,
         "seed": seed,
-        "fingerprint": json.loads(json.dumps(fingerprint(setup.overrides(arm, seed)), default=str)),
+        "fingerprint": wanted(setup, arm, seed),
         "settings": {k: v for k, v in vars(trainer.args).items() if k not in {"save_dir"}},
         "epochs_trained": int(trainer.epoch) + 1,
         "train_s": seconds,

@@ -1,0 +1,74 @@
+"""Choose the weak and typical teachers of the textured scale on val: the snapshots of the teacher's training whose
+lead over the student trained without a teacher is nearest the middle of the issue's bands.
+
+    python benchmarks/teacher_strengths.py [--scale textured]
+
+For each label kind (exact, annotator) the student without a teacher (compare's ``none`` arm, seeds 0-2, the same
+runs every regime of that label kind then reuses) and every epoch snapshot of the teacher's training are scored on
+the **val** split; the lead is in mAP50-95 points. ``weak`` is the snapshot nearest a lead of 4.5 (band 3-6),
+``typical`` nearest 10 (band 8-12); ``strong`` is the training's last epoch (at least 20 asked). The choice, every
+snapshot's score and the leads go to ``results/<scale>-teachers.json``, which ``run_benchmark.py`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+
+from common import CACHE, RESULTS, machine
+from run_benchmark import SCALES, make_data, run_regime, teacher
+
+TARGETS = {"weak": (4.5, 3.0, 6.0), "typical": (10.0, 8.0, 12.0)}  # lead: aim, band low, band high
+
+
+def snapshot_scores(scale: dict, where, labels: str, device: str) -> dict[int, float]:
+    """mAP50-95 on val of every epoch snapshot of the teacher's training (cached next to it)."""
+    from ikd_yolo.tools.sizeval import evaluate
+
+    last = teacher(scale, where, f"{labels}-strong", device)
+    cache = last.parent / "snapshot_val.json"
+    scores = json.loads(cache.read_text()) if cache.is_file() else {}
+    data = make_data(scale, where, scale["data"], labels)
+    for f in sorted(last.parent.glob("epoch*.pt"), key=lambda p: int(p.stem[5:])):
+        if f.stem[5:] not in scores:
+            r = evaluate(str(f), str(data), imgsz=scale["data"]["imgsz"], batch=32, device=device, split="val",
+                         project=str(last.parent.parent), name="snapshot_val", exist_ok=True)  # fmt: skip
+            scores[f.stem[5:]] = r["map50_95"]
+            cache.write_text(json.dumps(scores))
+    return {int(k): v for k, v in scores.items()}
+
+
+def choose(leads: dict[int, float]) -> dict[str, int | None]:
+    """The snapshot nearest each aim within its band (None when no snapshot lies in the band)."""
+    out = {}
+    for name, (aim, low, high) in TARGETS.items():
+        inside = [e for e, lead in leads.items() if low <= lead <= high]
+        out[name] = min(inside, key=lambda e: abs(leads[e] - aim)) if inside else None
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scale", default="textured")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args()
+    scale, where = SCALES[a.scale], CACHE / a.scale
+    out = {"command": f"python benchmarks/teacher_strengths.py --scale {a.scale}", "machine": machine()}
+    out.update(date=datetime.date.today().isoformat(), epochs={}, leads={}, none_val={}, snapshots={})
+    for labels in ("annotator", "exact"):
+        s = run_regime(scale, where, f"{labels}-strong", a.device, "", dict(arms="none", seeds=3, split="val"))
+        none = statistics.fmean(s["arms"][0]["map50_95"])
+        snaps = snapshot_scores(scale, where, labels, a.device)
+        leads = {e: 100 * (v - none) for e, v in snaps.items()}
+        chosen = out["epochs"][labels] = choose(leads)
+        out["leads"][labels] = {"strong": leads[max(leads)], **{k: leads.get(e) for k, e in chosen.items()}}
+        out["none_val"][labels], out["snapshots"][labels] = none, snaps
+        print(labels, "student without teacher on val", f"{none:.4f}", "leads", out["leads"][labels])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{a.scale}-teachers.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
