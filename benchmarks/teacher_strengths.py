@@ -16,9 +16,10 @@ import argparse
 import datetime
 import json
 import statistics
+import sys
 
 from common import CACHE, RESULTS, machine
-from run_benchmark import SCALES, make_data, run_regime, teacher
+from run_benchmark import SCALES, make_data, run_regime, smoke, teacher
 
 TARGETS = {"weak": (4.5, 3.0, 6.0), "typical": (10.0, 8.0, 12.0)}  # lead: aim, band low, band high
 
@@ -53,12 +54,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scale", default="textured")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--labels", default="annotator,exact", help="label kinds to choose for (comma-separated)")
+    p.add_argument("--smoke", action="store_true", help="the scale's tiny dry run (run_benchmark.py --smoke)")
     a = p.parse_args()
-    scale, where = SCALES[a.scale], CACHE / a.scale
-    out = {"command": f"python benchmarks/teacher_strengths.py --scale {a.scale}", "machine": machine()}
-    out.update(date=datetime.date.today().isoformat(), epochs={}, leads={}, none_val={}, snapshots={})
-    for labels in ("annotator", "exact"):
-        s = run_regime(scale, where, f"{labels}-strong", a.device, "", dict(arms="none", seeds=3, split="val"))
+    name = a.scale + ("-smoke" if a.smoke else "")
+    scale, where = smoke(SCALES[a.scale]) if a.smoke else SCALES[a.scale], CACHE / name
+    f = RESULTS / f"{name}-teachers.json"
+    out = json.loads(f.read_text()) if f.is_file() else {"epochs": {}, "leads": {}, "none_val": {}, "snapshots": {}}
+    out.update(command="python benchmarks/teacher_strengths.py " + " ".join(sys.argv[1:]), machine=machine())
+    out.update(date=datetime.date.today().isoformat())
+    for labels in a.labels.split(","):
+        seeds = 1 if a.smoke else 3
+        s = run_regime(scale, where, f"{labels}-strong", a.device, "", dict(arms="none", seeds=seeds, split="val"))
         none = statistics.fmean(s["arms"][0]["map50_95"])
         snaps = snapshot_scores(scale, where, labels, a.device)
         leads = {e: 100 * (v - none) for e, v in snaps.items()}
@@ -67,7 +74,7 @@ def main() -> None:
         out["none_val"][labels], out["snapshots"][labels] = none, snaps
         print(labels, "student without teacher on val", f"{none:.4f}", "leads", out["leads"][labels])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.scale}-teachers.json").write_text(json.dumps(out, indent=1))
+    f.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

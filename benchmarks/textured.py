@@ -54,8 +54,8 @@ BACKGROUNDS = ("camera", "brick", "grass", "gravel", "moon", "page", "text", "hu
 
 @dataclass(frozen=True)
 class Annotator:
-    """How an annotator's labels depart from the truth (:func:`annotate`). Sources, one per rate, in BENCHMARKS.md
-    ("The annotator model"); the values marked there as interpolations or assumptions are ours.
+    """How an annotator's labels depart from the truth (:func:`annotate`). Sources, one per rate, in
+    docs/benchmark_data.md; the values marked there as interpolations or assumptions are ours.
 
     Misses: an object is left unlabelled with probability ``miss_small``, ``miss_medium`` or ``miss_large`` by its
     COCO size, times ``1 + miss_occlusion x`` its occluded fraction (at most ``miss_max``); crowding does not add

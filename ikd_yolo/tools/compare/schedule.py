@@ -17,7 +17,8 @@ PROGRESS_EVERY_S = 60.0
 
 
 def devices(device) -> list[str]:
-    """One slot per GPU of a ``device=0,1,2`` list; a single slot otherwise (CPU, one GPU, MPS)."""
+    """One slot per GPU of a ``device=0,1,2`` list (a GPU named twice, ``device=0,0``, takes two runs at once); a
+    single slot otherwise (CPU, one GPU, MPS)."""
     text = str(device if device not in (None, "") else "cpu")
     ids = [d.strip() for d in text.split(",") if d.strip()]
     return ids if len(ids) > 1 and all(d.isdigit() for d in ids) else [text]
@@ -32,7 +33,7 @@ class Scheduler:
         self.total = len(setup.runs())
         self.started = self.total - len(self.todo)
         self.slots = devices(setup.train.get("device"))
-        self.running: dict[str, tuple[Arm, int, subprocess.Popen]] = {}
+        self.running: dict[int, tuple[Arm, int, subprocess.Popen]] = {}  # slot index -> run
         self.failed: list[str] = []
         self.epochs = int(setup.train.get("epochs", 100))
         self.per_arm: dict[str, list[float]] = {}  # seconds per epoch of finished runs, by arm
@@ -42,13 +43,15 @@ class Scheduler:
                 self.per_arm.setdefault(arm.name, []).append(record["epoch_time_s"])
 
     def start_free_slots(self) -> None:
-        for slot in [d for d in self.slots if d not in self.running]:
+        for i, device in enumerate(self.slots):
+            if i in self.running:
+                continue
             if not self.todo or self.failed:
                 return
             arm, seed = self.todo.pop(0)
             self.started += 1
-            LOGGER.info(f"compare: run {self.started}/{self.total} {arm.name} seed {seed} on device {slot}")
-            self.running[slot] = (arm, seed, launch(self.setup, arm, seed, slot))
+            LOGGER.info(f"compare: run {self.started}/{self.total} {arm.name} seed {seed} on device {device}")
+            self.running[i] = (arm, seed, launch(self.setup, arm, seed, device))
 
     def collect_finished(self) -> None:
         for slot, (arm, seed, proc) in list(self.running.items()):
