@@ -61,8 +61,14 @@ class Setup:
 
 
 def fingerprint(overrides: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide what a run trains (not where or on which device)."""
-    return {k: v for k, v in sorted(overrides.items()) if k not in NOT_FINGERPRINTED}
+    """The settings that decide what a run trains (not where or on which device). An IKD run's every IKD key is
+    resolved, so that a run made under other defaults (an older ikd_yolo) is not taken for this one."""
+    out = {k: v for k, v in sorted(overrides.items()) if k not in NOT_FINGERPRINTED}
+    if "teacher" in overrides:  # IKDTrainer's runs (Ultralytics' own take distill_model=)
+        from ...config import IKDConfig
+
+        out.update(IKDConfig.from_mapping(overrides).to_dict())
+    return out
 
 
 def load_run(run: Path) -> dict | None:
