@@ -116,3 +116,9 @@ def test_compare_reports_agree_and_a_rerun_trains_nothing(shapes_data, teacher_p
     assert {p: p.stat().st_mtime_ns for p in folder.glob("*_s*/weights/last.pt")} == stamps
     assert json.loads((folder / "compare.json").read_text())["arms"] == s["arms"]
     assert not (tmp_path / "cmp-2").exists()
+
+    (folder / "kd_s1" / "compare_run.json").unlink()  # as if interrupted before it finished: trained again alone
+    assert main([*argv, "exist_ok=True"]) == 0
+    after = {p: p.stat().st_mtime_ns for p in folder.glob("*_s*/weights/last.pt")}
+    assert [p.parent.parent.name for p in after if after[p] != stamps[p]] == ["kd_s1"]
+    assert json.loads((folder / "kd_s1" / "compare_run.json").read_text())["scores"]["val"]["map50_95"] >= 0
