@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The frequency probe example in README.md (docs/probe_demo.png): the shipped demo teacher (yolov8n) against an IKD
+# The frequency probe example in docs/probe.md (docs/probe_demo.png): the shipped demo teacher (yolov8n) against an IKD
 # demo student (cfg/yolov8-pico.yaml, 30 epochs, the demo's settings) on the demo's generated data, CPU only.
 #
 #   bash benchmarks/probe_demo.sh [WORKDIR]      # default /tmp/probe_demo; ~15 min on 2 CPU cores, mostly the student

@@ -12,6 +12,7 @@ setting's choices export them (:data:`ikd_yolo.kd_losses.KD_LOSSES`, :data:`ikd_
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, make_dataclass
@@ -57,9 +58,8 @@ SETTINGS: dict[str, Setting] = {
     # --- base feature distillation on clean images ---
     "kd_loss": _s(
         "none",
-        "feature KD loss on the Detect inputs (dis_loss): none (no feature term: on the benchmark every soft term "
-        "lowered the student trained on kd_labels, BENCHMARKS.md), pkd (1 - Pearson r per channel), cwd, "
-        "native (Ultralytics' score-weighted L2, weight `dis`), mgd or fgd",
+        "feature KD loss on the Detect inputs (dis_loss): none (no feature term), pkd (1 - Pearson r per channel), "
+        "cwd, native (Ultralytics' score-weighted L2, weight `dis`), mgd or fgd",
         _BASE,
         choices=KD_LOSSES,
     ),
@@ -80,7 +80,7 @@ SETTINGS: dict[str, Setting] = {
     ),
     "kd_mgd_alpha": _s(
         0.00032,
-        "mgd weight: the paper's one-stage 2e-5 x 16 (initial dis_loss 3.2 on the demo)",
+        "mgd weight: the paper's one-stage 2e-5 x 16 (so that the initial dis_loss is a few units)",
         _BASE,
         low=0.0,
         high=1e6,
@@ -124,8 +124,7 @@ SETTINGS: dict[str, Setting] = {
     "kd_labels": _s(
         1.0,
         "teacher-refined labels: a label overlapping a confident teacher detection of its class moves this far "
-        "towards the detection's box (1 = replaced), and confident detections that overlap no label are added "
-        "(see kd_labels_mode); 0 = off",
+        "towards its box (1 = replaced); confident detections that overlap no label are added; 0 = off",
         _BASE,
         low=0.0,
         high=1.0,
@@ -133,8 +132,7 @@ SETTINGS: dict[str, Setting] = {
     "kd_labels_mode": _s(
         "dataset",
         "when the teacher refines the labels (kd_labels): dataset = once per training image before the first epoch "
-        "(the refined labels then go through the augmentations like the originals; no cost per batch), batch = on "
-        "every augmented batch (the teacher runs in every epoch)",
+        "(no cost per batch), batch = on every augmented batch (the teacher runs in every epoch)",
         _BASE,
         choices=("dataset", "batch"),
     ),
@@ -161,8 +159,7 @@ SETTINGS: dict[str, Setting] = {
     "kd_balance": _s(
         0.03,
         "automatic weights: after the projector warm-up each KD term is scaled so that its gradient on the "
-        "student is this fraction of the detection loss's gradient (0.1 and 0.3 lost accuracy on the benchmark: "
-        "BENCHMARKS.md); 0 = use the fixed weights",
+        "student is this fraction of the detection loss's gradient; 0 = use the fixed weights",
         _SCHED,
         low=0.0,
         high=100.0,
@@ -200,15 +197,14 @@ SETTINGS: dict[str, Setting] = {
     "freq_crop_mode": _s(
         "window",
         "the crop branch: window = the window kept in place at its scale, the rest padded grey (the reference crops "
-        "without resizing; +0.24 over zoom on the benchmark, 5 seeds); zoom = the window resized to the image",
+        "without resizing); zoom = the window resized to the image",
         _FREQ,
         choices=("window", "zoom"),
     ),
     "freq_stage": _s(
         "source",
         "where the frequency augmentation runs: source = on each source image as loaded, before mosaic, by that "
-        "image's own boxes (as the reference decides per image; level with sample on the benchmark, +0.06 and +0.05 "
-        "over 5 seeds); sample = on each training sample after mosaic and affine, by its boxes",
+        "image's own boxes (as the reference decides); sample = on each training sample after mosaic and affine",
         _FREQ,
         choices=("sample", "source"),
     ),
@@ -231,32 +227,23 @@ SETTINGS: dict[str, Setting] = {
     ),
     "adv_match": _s(
         "response",
-        "what the student matches to the teacher on the adversarial images: response = the Detect outputs (BCKD on "
-        "the class logits and, when both heads have the same reg_max, LD on the DFL bins, as kd_cls_beta and "
-        "kd_dfl_tau set them; higher than features at 8 of 10 paired seeds, BENCHMARKS.md), features = the "
-        "projected Detect inputs (the reference's term, loss adv_loss), labels = no teacher output: the student's "
-        "detection loss on the adversarial images and their (teacher-refined) labels (lower than response at 5 of 5 "
-        "paired seeds, BENCHMARKS.md), delta = the response terms towards the student's own clean outputs moved as "
-        "the teacher's moved under the attack (how the teacher reacts, not its confidences; one more teacher "
-        "forward, on the attacked images before the attack; level with kd at the default weight, lower at "
-        "kd_balance=0.1 at 5 of 5 paired seeds, BENCHMARKS.md)",
+        "on adversarial images the student matches: response = the teacher's Detect outputs (BCKD, LD), "
+        "features = its projected features (the reference's; adv_loss), labels = the refined labels, delta = the "
+        "teacher's change under attack",
         _ADV,
         choices=("response", "features", "labels", "delta"),
     ),
     "adv_target": _s(
         "teacher",
         "what the attack maximises: teacher = the teacher's classification loss on the batch's labels (the "
-        "reference's attack: images where the teacher errs); gap = the adversarial term itself, the student's "
-        "distance to the teacher (images where the student departs most from the teacher; each step then runs "
-        "the student too)",
+        "reference's); gap = the adversarial term itself, the student's distance to the teacher (runs the student too)",
         _ADV,
         choices=("teacher", "gap"),
     ),
     "adv_cwd_tau": _s(1.0, "temperature of the cwd adversarial loss", _ADV, low=1e-3, high=100.0),
     "adv_eps": _s(
         4.0,
-        "L-inf bound of the perturbation, in pixel levels of 255 (reference: 8; on the benchmark one step to 8 "
-        "scored 0.26 points below one step to 4, BENCHMARKS.md)",
+        "L-inf bound of the perturbation, in pixel levels of 255 (reference: 8)",
         _ADV,
         low=0.0,
         high=255.0,
@@ -271,9 +258,7 @@ SETTINGS: dict[str, Setting] = {
     ),
     "adv_steps": _s(
         1,
-        "MI-DI-FGSM iterations per batch (reference: 5). Each costs a teacher forward and backward: IKD's GPU step "
-        "is 1.60x native's with one step, 2.23x with two, which scored +0.10 points over one on the benchmark "
-        "(within the seeds' spread, BENCHMARKS.md)",
+        "MI-DI-FGSM iterations per batch (reference: 5); each costs a teacher forward and backward",
         _ADV,
         low=0,
         high=100,
@@ -294,14 +279,9 @@ SETTINGS: dict[str, Setting] = {
     "adv_batch_frac": _s(0.5, "fraction of each batch that is attacked and used by the term", _ADV, low=0.01, high=1.0),
     "adv_bn": _s(
         "split",
-        "the student's BatchNorm on the adversarial images: split = one forward of the clean and the adversarial "
-        "images together, each group normalised by its own batch statistics, running statistics from the clean "
-        "images only (the numbers of batch in joint's single pass); joint = the same forward with shared batch "
-        "statistics and running statistics updated on both (level in clean mAP, but it lowered the student on noisy "
-        "and teacher-attacked images by 1.3 to 2.2 points at 9 or 10 of 10 paired seeds, where split, batch and "
-        "running scored level with the student trained without the term: BENCHMARKS.md, fifth round); batch = their "
-        "own forward, normalised by their own batch statistics, running statistics left as they were; running = "
-        "their own forward, normalised by the running statistics (BatchNorm frozen, as the reference's backbone)",
+        "the student's BatchNorm on adversarial images: split = one forward with the clean images, own batch "
+        "statistics per group, running statistics from clean only; joint = shared; batch = own forward; "
+        "running = frozen (the reference's)",
         _ADV,
         choices=("batch", "running", "joint", "split"),
     ),
@@ -367,12 +347,21 @@ def yaml_value(value: Any) -> str:
     return str(value)
 
 
+YAML_WIDTH = 120  # longest line of cfg/ikd.yaml; each key's help fits in two comment lines of it
+
+
+def help_lines(help: str) -> list[str]:
+    """A key's help as the comment lines above it in ``cfg/ikd.yaml``, wrapped to :data:`YAML_WIDTH`."""
+    return [f"# {line}" for line in textwrap.wrap(help, YAML_WIDTH - 2, break_long_words=False, break_on_hyphens=False)]
+
+
 def render_yaml() -> str:
-    """The text of ``cfg/ikd.yaml``: every key with its default and help, by section."""
+    """The text of ``cfg/ikd.yaml``: every key with its default, its help above it and its choices, by section."""
     lines = [
         "# IKD settings: defaults for every key that ikd_yolo adds to Ultralytics' train arguments.",
         "# Override on the command line (python run.py adv_steps=2) or from Python (IKDTrainer(overrides={...})).",
         "# Written from ikd_yolo/config.py (python -m ikd_yolo.config > cfg/ikd.yaml): edit the declaration there.",
+        "# Each key's help is the comment above it; docs/recipe.md (kd_*) and docs/ikd.md (freq_*, adv_*) say more.",
     ]
     section = None
     for key, s in SETTINGS.items():
@@ -380,8 +369,8 @@ def render_yaml() -> str:
             section = s.section
             lines += ["", f"# --- {section} ---"]
         value = yaml_value(s.default)
-        accepted = f" [{', '.join(s.choices)}]" if s.choices else ""
-        lines.append(f"{key}: {value}  # {s.help}{accepted}")
+        accepted = f"  # one of: {', '.join(s.choices)}" if s.choices else ""
+        lines += ["", *help_lines(s.help), f"{key}: {value}{accepted}"]
     return "\n".join(lines) + "\n"
 
 

@@ -50,10 +50,10 @@ Choices made deliberately:
   the clean batch (one student pass fewer: the step on a GPU is bound by the CPU's launches), but every BatchNorm
   layer normalises each group by its own batch statistics and updates the running statistics from the clean group
   only (:func:`split_bn_statistics`), so evaluation statistics describe clean images; ``joint`` shares the batch
-  statistics and the running-statistics update between the two groups (on the benchmark it left the student less
-  robust to noisy and adversarial inputs); ``batch`` gives them a forward of their own in train mode (their own
-  batch statistics: the numbers of ``split``) that leaves the running statistics as they were; ``running``
-  normalises them by the running statistics instead.
+  statistics and the running-statistics update between the two groups (the adversarial images then set the
+  statistics under which the clean images' loss is computed); ``batch`` gives them a forward of their own in train
+  mode (their own batch statistics: the numbers of ``split``) that leaves the running statistics as they were;
+  ``running`` normalises them by the running statistics instead.
 - The attack does not wait for the GPU to check each step: an image whose attack gradient was not finite comes out
   NaN and is replaced by its clean image (so a NaN never reaches the student, whose clean images share its forward
   with ``adv_bn`` split or joint); such images are counted on the GPU and read once per epoch

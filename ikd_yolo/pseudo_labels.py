@@ -2,8 +2,8 @@
 
 Real annotations are imperfect: box edges a few pixels off, some objects never labelled. A student trained on them
 learns the noise (it is told that an unlabelled object is background); a teacher trained on more images has
-averaged most of it out. Its dense outputs are a poor target for a much smaller student (every soft KD term of this
-project lost accuracy on the benchmark as its weight grew), but its *detections* are targets in the form the
+averaged most of it out. Its dense outputs are a poor target for a much smaller student (the soft KD terms of this
+project lost accuracy as their weight grew: benchmarks/HISTORY.md), but its *detections* are targets in the form the
 student's own loss already takes. So, for each training image (``kd_labels_mode=dataset``, the default: once, on the
 image as loaded, before the first epoch; ``batch``: on every augmented batch, after the teacher's forward):
 

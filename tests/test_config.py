@@ -4,7 +4,16 @@ import pytest
 import yaml
 
 from ikd_yolo.cli import help_text, main
-from ikd_yolo.config import KEYS, SETTINGS, IKDConfig, IKDSettingError, cfg_file, default_settings, render_yaml
+from ikd_yolo.config import (
+    KEYS,
+    SETTINGS,
+    IKDConfig,
+    IKDSettingError,
+    cfg_file,
+    default_settings,
+    help_lines,
+    render_yaml,
+)
 from ikd_yolo.kd_losses import FEATURE_LOSSES, KD_LOSSES
 
 
@@ -13,6 +22,10 @@ def test_cfg_yaml_is_the_declaration():
     text = cfg_file("ikd.yaml").read_text()
     assert text == render_yaml(), "cfg/ikd.yaml is stale: python -m ikd_yolo.config > cfg/ikd.yaml"
     assert yaml.safe_load(text) == default_settings()  # same values and types once read back
+    too_long = [n for n, line in enumerate(text.splitlines(), 1) if len(line) > 120]
+    assert not too_long, f"cfg/ikd.yaml lines over 120 characters: {too_long}"
+    for key, s in SETTINGS.items():  # a help says what the key does in at most two lines of the yaml
+        assert 1 <= len(help_lines(s.help)) <= 2, key
     cfg = IKDConfig.from_mapping()
     assert cfg.to_dict() == default_settings() and tuple(cfg.to_dict()) == KEYS
     assert all(s.help for s in SETTINGS.values())
