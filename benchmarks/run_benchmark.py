@@ -112,6 +112,11 @@ SCALES = {
 }
 TEACHER_SEED = 2  # the teachers' own images: another stream of the generator, disjoint from train, val and test
 HEADLINE = "annotator-typical"
+# the arms and seeds of each regime of the textured scales (compare's arms= and seeds= on the command line win);
+# native at the dis chosen on val (BENCHMARKS.md, "Native distillation tuned")
+NATIVE = "native:dis=1"
+HEADLINE_ARMS = dict(arms=f"none,{NATIVE},kd,ikd,kd+freq,kd+adv,none+freq", seeds=5)
+OTHER_ARMS = dict(arms="none,kd,ikd", seeds=3)
 
 
 def regimes(scale: dict) -> list[str]:
@@ -136,7 +141,7 @@ def smoke(scale: dict) -> dict:
         s["teachers"] = {k: t if t == "asset" else {**t, "epochs": 1} for k, t in s["teachers"].items()}
         s["student_init"] = {**s["student_init"], "epochs": 1}
     s["train"] = {**s["train"], "epochs": 2, "close_mosaic": 1}
-    s["seeds"] = 1
+    s["seeds"], s["smoke"] = 1, True
     return s
 
 
@@ -224,6 +229,10 @@ def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, ext
     weights = teacher(scale, where, regime, device)
     init = student(scale, where, device)
     kwargs = dict(data=str(data), teacher=str(weights), model=str(init), seeds=scale["seeds"], device=device)
+    if scale.get("textured"):
+        kwargs.update(
+            HEADLINE_ARMS if regime == HEADLINE else OTHER_ARMS, **({"seeds": 1} if scale.get("smoke") else {})
+        )
     # the generated data's size buckets: COCO's 32^2 and 96^2 px at 640^2, as fractions of the image
     kwargs.update(scale["train"], small_area=0.0025, medium_area=0.09, deterministic=False, plots=False, workers=2)
     kwargs.update(extra, project=str(where), name=regime + (f"-{tag}" if tag else ""), exist_ok=True)
@@ -240,8 +249,12 @@ def main() -> None:
     p.add_argument("--device", help="override the scale's device (cpu, 0, 0,1, ...)")
     p.add_argument("--prepare-only", action="store_true", help="only the data, teachers and pretrained student")
     p.add_argument("--smoke", action="store_true", help="the scale end to end at a tiny size (own cache folder)")
+    p.add_argument("--render", metavar="RESULTS_JSON", help="only write BENCHMARKS.md's block of a results json")
     p.add_argument("compare_args", nargs="*", metavar="KEY=VALUE", help="compare arguments: arms=, seeds=, split=")
     a = p.parse_args()
+    if a.render:
+        update_benchmarks_md(Path(a.render).stem, render(Path(a.render)))
+        return
     from ultralytics.cfg import smart_value
 
     scale = smoke(SCALES[a.scale]) if a.smoke else SCALES[a.scale]
@@ -262,10 +275,43 @@ def main() -> None:
         labels, _, strength = r.partition("-")
         out["regimes"].append({"name": r, "labels": labels, "teacher": strength or r, "compare": summary})
     stem = "-".join([a.scale, *(["smoke"] if a.smoke else []), *([a.tag] if a.tag else [])])
-    stem += "" if a.all_regimes else f"-{names[0]}"
+    stem += ("" if a.all_regimes else f"-{names[0]}") + ("" if extra.get("split", "test") == "test" else "-val")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str))
     print(f"results: {RESULTS / (stem + '.json')}")
+
+
+def render(results: Path) -> str:
+    """The markdown of a results json: per regime, what ran where, compare's table and its verdicts."""
+    from ikd_yolo.tools.compare.report import table
+
+    out = json.loads(results.read_text())
+    lines = []
+    for r in out["regimes"]:
+        s, t = r["compare"], r["compare"]["teacher"]
+        lines += [
+            f"### {r['name']}: {r['labels']} labels, {r['teacher']} teacher "
+            f"(mAP50-95 {t['map50_95']:.4f} on {s['split']})",
+            "",
+            f"Command: `{s['command']}`; machine: {s['machine']}; date {s['date']}; "
+            f"ikd_yolo {s['ikd_yolo'].get('commit', s['ikd_yolo']['version'])}.",
+            "",
+            table(s),
+            "",
+            *[f"- {v}" for v in s["verdicts"]],
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def update_benchmarks_md(marker: str, text: str) -> None:
+    """Put ``text`` between the ``<!-- marker -->`` and ``<!-- /marker -->`` lines of BENCHMARKS.md."""
+    path = ROOT / "BENCHMARKS.md"
+    doc = path.read_text()
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in doc or end not in doc:
+        raise SystemExit(f"BENCHMARKS.md has no {start} ... {end} block")
+    path.write_text(doc[: doc.index(start) + len(start)] + "\n" + text.strip() + "\n" + doc[doc.index(end) :])
 
 
 def default_regime(scale: dict) -> str:

@@ -52,13 +52,12 @@ def by_seed(entry: dict) -> dict[int, float]:
 def summary(setup: Setup, teacher: dict | None, command: str) -> dict:
     """Everything the report shows: per-arm entries, paired deltas against none and native, verdicts."""
     arms = [arm_entry(setup, a) for a in setup.arms]
-    by = {e["name"]: e for e in arms}
+    refs = {ref: next((e for e in arms if e["base"] == ref), None) for ref in REFS}  # native: e.g. native:dis=1
     for e in arms:
-        for ref in REFS:
-            r = by.get(ref)
-            p = None if r is None or r is e else paired(e["name"], by_seed(e), ref, by_seed(r))
+        for ref, r in refs.items():
+            p = None if r is None or r is e else paired(e["name"], by_seed(e), r["name"], by_seed(r))
             e[f"vs_{ref}"] = p.to_dict() if p else None
-        base = by.get("none")
+        base = refs["none"]
         for cost in ("epoch_time", "peak_mem"):
             unit = "s" if cost == "epoch_time" else "mb"
             ratio = e[f"{cost}_{unit}"] / base[f"{cost}_{unit}"] if base else math.nan
