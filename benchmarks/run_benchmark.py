@@ -91,9 +91,10 @@ SCALES = {
         },
         student="cfg/yolov8-pico.yaml",
         # pretrained as one class (as a user's student starts from weights of other classes): the class head is
-        # learnt in the runs, the rest is pretrained
+        # learnt in the runs, the rest is pretrained; single_cls=False in the runs, else Ultralytics keeps the
+        # checkpoint's single_cls
         student_init=dict(counts={"train": 1200, "val": 16}, seed=1, epochs=40, close_mosaic=8, single_cls=True),
-        train=dict(epochs=20, close_mosaic=4, batch=16, imgsz=192, val=False),
+        train=dict(epochs=20, close_mosaic=4, batch=16, imgsz=192, val=False, single_cls=False),
         seeds=5,
     ),
     "textured-gpu": dict(
@@ -105,7 +106,7 @@ SCALES = {
         },
         student="yolov8n.yaml",
         student_init=dict(counts={"train": 3000, "val": 16}, seed=1, epochs=20, close_mosaic=4, single_cls=True),
-        train=dict(epochs=20, close_mosaic=4, batch=32, imgsz=384, val=False),
+        train=dict(epochs=20, close_mosaic=4, batch=32, imgsz=384, val=False, single_cls=False),
         seeds=3,
         device="0",
     ),

@@ -97,6 +97,8 @@ def test_ground_truth_from_yolo_labels(tmp_path):
     assert anns[0]["area"] == pytest.approx(400)
     assert anns[1]["category_id"] == 1 and anns[1]["bbox"] == pytest.approx([10, 10, 20, 10])
     assert [a["id"] for a in anns] == [1, 2] and [a["image_id"] for a in anns] == [42, 43]
+    one = coco_ground_truth(files, [1], single_cls=True)  # a single_cls model: every label is its one class
+    assert [a["category_id"] for a in one["annotations"]] == [1, 1] and one["categories"] == [{"id": 1, "name": "1"}]
     with pytest.raises(ValueError, match="share the id"):
         coco_ground_truth([files[0], tmp_path / "other" / "images" / "0042.png"])
 
@@ -128,6 +130,12 @@ def test_evaluate_real_model(teacher_pt, shapes_data, tmp_path, monkeypatch):
     pred_ids = {p["image_id"] for p in json.loads((run / "predictions.json").read_text())}
     assert pred_ids and pred_ids <= {im["id"] for im in gt["images"]}  # Ultralytics' ids are the ground truth's
     assert json.loads((run / "size_ap.json").read_text())["map50_95"] == pytest.approx(r["map50_95"])
+    # single_cls=True (also what a checkpoint trained single_cls validates with): the labels of every class are one
+    one = evaluate(
+        teacher_pt, shapes_data, imgsz=IMGSZ, batch=8, project=tmp_path / "proj", name="one", single_cls=True
+    )
+    gt_one = json.loads((tmp_path / "proj" / "one" / "ground_truth.json").read_text())
+    assert {a["category_id"] for a in gt_one["annotations"]} == {1} and one["map50_95"] > 0
 
     # the ground truth matches the boxes Ultralytics' validator itself rescales to the original images
     seen = []

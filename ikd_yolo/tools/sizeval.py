@@ -68,12 +68,13 @@ def _read_label_file(path: Path) -> np.ndarray:
     return labels[np.sort(keep)]
 
 
-def coco_ground_truth(im_files: list[str | Path], class_map: list[int] | None = None) -> dict:
+def coco_ground_truth(im_files: list[str | Path], class_map: list[int] | None = None, single_cls: bool = False) -> dict:
     """COCO-format ground truth for ``im_files`` from their YOLO label files.
 
     Args:
         im_files: Image paths; labels are found the way Ultralytics finds them (``/images/`` -> ``/labels/``).
         class_map: Category id of each YOLO class index (Ultralytics' ``validator.class_map``); default ``cls + 1``.
+        single_cls: Every label is class 0 (as Ultralytics validates a ``single_cls=True`` model).
 
     Returns:
         A COCO dict: ``images`` (id, file_name, width, height read from the image), ``annotations`` (bbox
@@ -96,7 +97,7 @@ def coco_ground_truth(im_files: list[str | Path], class_map: list[int] | None = 
         images.append({"id": iid, "file_name": Path(im_file).name, "width": width, "height": height})
         for c, xc, yc, w, h in _read_label_file(Path(label_file)):
             bw, bh = w * width, h * height
-            cls = int(c)
+            cls = 0 if single_cls else int(c)
             max_cls = max(max_cls, cls)
             annotations.append(
                 {
@@ -241,7 +242,7 @@ def evaluate(
     metrics = yolo.val(validator=_SizeValidator, **args)
     validator = made[-1]
     save_dir = Path(validator.save_dir)
-    gt = coco_ground_truth(validator.dataloader.dataset.im_files, validator.class_map)
+    gt = coco_ground_truth(validator.dataloader.dataset.im_files, validator.class_map, bool(validator.args.single_cls))
     (save_dir / "ground_truth.json").write_text(json.dumps(gt))
     pred_file = save_dir / "predictions.json"
     predictions = json.loads(pred_file.read_text()) if validator.jdict and pred_file.is_file() else []
