@@ -61,7 +61,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ...errors import UserError
+from ...errors import UserError, reading
 from .datasets import build_filtered_datasets, split_images
 from .filters import FILTERS, KINDS, filter_image, fourier_filter, frequency_mask
 from .report import MARGIN, SIZES, plot, recommend, retention, table
@@ -141,11 +141,11 @@ def run_probe(
     ``imgsz`` defaults to the training image size stored in ``model`` (else 640) and is used for every model;
     ``max_images`` > 0 probes only the first that many images of the split (sorted by path).
     """
-    from ultralytics import YOLO
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.utils import TQDM
     from ultralytics.utils.files import increment_path
 
+    from ...preflight import DATA_FIX
     from ..sizeval import evaluate
 
     if filter not in FILTERS:
@@ -154,9 +154,10 @@ def run_probe(
         raise UserError(f"probe: need 0 < small_area <= medium_area, got {small_area} and {medium_area}")
     radii = _radii(radii)
     models = {"teacher": teacher, "student": model} if teacher else {"model": model}
-    yolos = {k: YOLO(str(v)) for k, v in models.items()}
+    yolos = {k: _load_model(k, v) for k, v in models.items()}
     imgsz = int(imgsz or yolos[list(models)[-1]].overrides.get("imgsz") or 640)
-    data_dict = check_det_dataset(str(data))
+    with reading(f"probe: data={data}", DATA_FIX):
+        data_dict = check_det_dataset(str(data))
     images = split_images(data_dict, split)
     if max_images and max_images > 0:
         images = images[: int(max_images)]
@@ -216,6 +217,20 @@ def run_probe(
     print(report)
     print(f"\nprobe results saved to {save_dir} (probe.csv, probe.png, probe_examples.jpg, probe.txt)")
     return {"save_dir": save_dir, "rows": rows, "recommendation": lines}
+
+
+def _load_model(key: str, weights) -> Any:
+    """``YOLO(weights)``; a file that is missing (Ultralytics would look it up on GitHub, even offline) or not a
+    checkpoint is refused in one line."""
+    from ultralytics import YOLO
+    from ultralytics.utils import ONLINE
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+    path = Path(str(weights))
+    if not path.is_file() and not (path.name in GITHUB_ASSETS_NAMES and path.parent == Path(".") and ONLINE):
+        raise UserError(f"probe: {key}={weights}: no such file; give a trained .pt checkpoint")
+    with reading(f"probe: {key}={weights}", "give a checkpoint saved by Ultralytics"):
+        return YOLO(str(weights))
 
 
 def help_text() -> str:
