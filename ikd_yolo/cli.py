@@ -20,6 +20,7 @@ from ultralytics.utils import DEFAULT_CFG_DICT, RANK
 
 from .config import ALIASES, KEYS, default_settings, settings_help
 from .errors import UserError, user_message
+from .exports import check_export_format
 
 USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.yaml|.pt [key=value ...]
        python run.py                 (embedded demo on generated data, CPU friendly)
@@ -146,7 +147,7 @@ def train(overrides: dict) -> Path:
             "teacher=teacher.pt model=yolo11n.yaml (python run.py --help)"
         )
     if export_format is not None:
-        check_export_format(export_format, overrides.get("device"))
+        check_export_format(export_format, overrides.get("device"), overrides.get("simplify", True))
     trainer = IKDTrainer(overrides=overrides)
     trainer.train()
     weights = trainer.best if trainer.best.exists() else trainer.last
@@ -161,29 +162,6 @@ def train(overrides: dict) -> Path:
         )
         print(f"exported: {exported}")
     return trainer.save_dir
-
-
-def check_export_format(fmt, device=None) -> None:
-    """Refuse an ``export=`` that cannot succeed (unknown format, TensorRT without a GPU or without TensorRT)
-    before any training time is spent."""
-    import importlib.util
-
-    import torch
-    from ultralytics.engine.exporter import export_formats
-
-    known = [f for f in export_formats()["Argument"] if f != "-"]
-    if str(fmt) not in known:
-        raise UserError(f"export={fmt} is not an Ultralytics export format; use one of {', '.join(known)}")
-    if str(fmt) == "engine":
-        if str(device).lower() in {"cpu", "mps"} or not torch.cuda.is_available():
-            raise UserError(
-                "export=engine builds a TensorRT engine, which needs a CUDA GPU: train with device=0, or use "
-                "export=onnx and build the engine on the GPU machine (trtexec --onnx=best.onnx)"
-            )
-        if importlib.util.find_spec("tensorrt") is None:
-            raise UserError(
-                "export=engine needs TensorRT, which is not installed: pip install tensorrt, or use export=onnx"
-            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -222,6 +222,46 @@ def test_cfg_file_is_read_under_the_command_line(shapes_data, tmp_path, monkeypa
     assert not (tmp_path / "runs").exists()
 
 
+def test_export_packages_are_checked_before_training(shapes_data, tmp_path, monkeypatch, capfd):
+    """export=onnx where onnx, onnxslim and onnxruntime are not installed (the README's plain install) and Ultralytics
+    cannot install them (offline): one line with the install command, before anything loads; the export would fail
+    only after the whole training."""
+    from importlib import metadata
+
+    real = metadata.version
+
+    def version(name):
+        if name.lower() in {"onnx", "onnxslim", "onnxruntime"}:
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)  # as Ultralytics' check_requirements sees the install
+    monkeypatch.chdir(tmp_path)
+    argv = [f"data={shapes_data}", T, M, f"project={tmp_path / 'runs'}", "epochs=1", "workers=0", "export=onnx"]
+    start = time.time()
+    assert main(argv) == 2
+    assert time.time() - start < 10
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "export=onnx needs onnx, onnxruntime, onnxslim" in err[0] and "pip install" in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_export_format_has_its_packages_checked():
+    """Each format export= accepts has its packages listed, and its check passes or names what to install."""
+    from ultralytics.engine.exporter import export_formats
+
+    from ikd_yolo.errors import UserError
+    from ikd_yolo.exports import EXPORT_NEEDS, check_export_format
+
+    formats = [f for f in export_formats()["Argument"] if f != "-"]
+    assert set(EXPORT_NEEDS) == set(formats)
+    for fmt in formats:
+        try:
+            check_export_format(fmt, device="cpu")
+        except UserError as e:
+            assert "pip install" in str(e) or "CUDA GPU" in str(e), (fmt, str(e))
+
+
 def test_a_read_only_project_folder_gets_one_line(shapes_data, tmp_path):
     """project= a folder the user cannot write to: one line and exit 2 before anything loads (Ultralytics failed in
     mkdir, after loading the models, with two chained PermissionError tracebacks). Run as root, the test takes from the
