@@ -19,7 +19,7 @@ from ultralytics.cfg import parse_key_value_pair
 from ultralytics.utils import DEFAULT_CFG_DICT, RANK
 
 from .config import ALIASES, KEYS, default_settings, settings_help
-from .errors import UserError, user_message
+from .errors import Interrupted, UserError, user_message
 from .exports import check_export_format
 
 USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.yaml|.pt [key=value ...]
@@ -118,7 +118,9 @@ def resolve_resume(overrides: dict) -> dict:
             overrides["resume"] = latest
     path = Path(str(overrides["resume"]))
     if not path.is_file():
-        raise UserError(f"resume={path} does not exist: give the run's weights/last.pt")
+        from .runs import check_has_checkpoint
+
+        check_has_checkpoint(path)  # refuses: a run stopped before its first save, or no such file
     overrides.pop("model", None)
     return overrides
 
@@ -149,7 +151,12 @@ def train(overrides: dict) -> Path:
     if export_format is not None:
         check_export_format(export_format, overrides.get("device"), overrides.get("simplify", True))
     trainer = IKDTrainer(overrides=overrides)
-    trainer.train()
+    try:
+        trainer.train()
+    except KeyboardInterrupt as e:
+        from .runs import interrupted_message
+
+        raise Interrupted(interrupted_message(trainer)) from e
     weights = trainer.best if trainer.best.exists() else trainer.last
     print(f"\nIKD student: {weights}  (plain Ultralytics checkpoint: yolo val model={weights} data=...)")
     if export_format and RANK in {-1, 0}:
@@ -169,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _dispatch(argv)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line, where the run stopped and how to go on, and exit code 130
+        if os.environ.get("IKD_DEBUG", "0") not in {"", "0"}:
+            raise
+        print(f"run.py: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
+        return 130
     except Exception as e:  # one line and exit code 2 for a user's mistake; a bug keeps its traceback
         message = user_message(e)
         if message is None or os.environ.get("IKD_DEBUG", "0") not in {"", "0"}:

@@ -5,7 +5,8 @@ while it reads one of the user's inputs (the data yaml, the argument values, a m
 kind inside :func:`reading`, which names that input and the fix; a few kinds that only a user's input or machine
 causes (a missing file, a folder without write permission, an unknown argument, a missing GPU) are translated
 wherever they come from by :func:`user_message`. Any other exception is a bug and keeps its traceback.
-``run.py`` prints the line and exits with code 2; ``IKD_DEBUG=1`` shows the traceback instead.
+``run.py`` prints the line and exits with code 2 (130 for Ctrl-C: :class:`Interrupted`); ``IKD_DEBUG=1`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import yaml
 
 class UserError(ValueError):
     """A user input cannot be used; the message says which input, why, and how to fix it, on one line."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says where the run stopped and how to go on."""
 
 
 # What Ultralytics raises, as it reads a user's input, when that input is wrong: a value or type it refuses

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import time
 from copy import copy
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from ultralytics.cfg import cfg2dict, get_cfg, get_save_dir
+from ultralytics.cfg import cfg2dict
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.nn.tasks import load_checkpoint
@@ -44,30 +42,11 @@ from .frequency import SourceImageFrequency, epoch_branch_fractions, frequency_a
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
 from .pseudo_labels import refine_dataset
+from .runs import discard_folders, folder_to_create, resume_in_place
 from .schedule import in_projector_warmup, kd_scale, kd_stop_epoch
 from .teacher import check_teacher_data, check_teacher_student, load_teacher
 
 PREFIX = colorstr("IKD: ")
-
-
-def new_run_dir(cfg: dict, overrides: dict) -> bool:
-    """Whether Ultralytics will create a new run folder for these arguments (not a resumed or reused one)."""
-    if overrides.get("resume"):
-        return False
-    try:
-        return not get_save_dir(get_cfg(cfg, overrides)).exists()  # e.g. save_dir= names a folder the user has
-    except Exception:  # whatever Ultralytics refuses here it refuses again, with its own message, in __init__
-        return False
-
-
-def resume_in_place(overrides: dict) -> dict:
-    """``resume=RUN/weights/last.pt`` continues in RUN, the folder that holds the checkpoint: Ultralytics would write
-    to the folder recorded in it, another run's when RUN is a copy or has moved."""
-    resume = overrides.get("resume")
-    path = Path(str(resume)) if isinstance(resume, (str, Path)) else None
-    if path is None or not path.is_file() or path.parent.name != "weights" or overrides.get("save_dir"):
-        return overrides
-    return {**overrides, "save_dir": str(path.resolve().parent.parent)}
 
 
 class IKDTrainer(DetectionTrainer):
@@ -88,7 +67,7 @@ class IKDTrainer(DetectionTrainer):
         teacher = preflight(overrides)
         cfg = cfg2dict(cfg)
         cfg = {**default_settings(), **cfg}  # IKD keys become valid train arguments
-        self._new_dir = new_run_dir(cfg, overrides)
+        self._created = folder_to_create(cfg, overrides)
         super().__init__(cfg, overrides, _callbacks)
         try:
             self._init_ikd(teacher)
@@ -298,13 +277,9 @@ class IKDTrainer(DetectionTrainer):
         return saved
 
     def discard_unstarted_run(self) -> None:
-        """Remove this run's folder if this run created it and it holds no result yet (no results.csv, no .pt)."""
-        d = getattr(self, "save_dir", None)
-        if RANK not in {-1, 0} or not self._new_dir or d is None or not Path(d).is_dir():
-            return
-        if (Path(d) / "results.csv").exists() or any(Path(d).rglob("*.pt")):
-            return
-        shutil.rmtree(d, ignore_errors=True)
+        """Remove the folders this run created if it holds no result yet (no results.csv, no .pt)."""
+        if RANK in {-1, 0} and getattr(self, "save_dir", None) is not None:
+            discard_folders(self.save_dir, self._created)
 
     # ---- overrides of Ultralytics internals (private methods, hence the pin ultralytics>=8.4.190,<8.5) ---------------
 

@@ -293,3 +293,21 @@ def test_probe_with_a_missing_model_gets_one_line_without_looking_online(shapes_
     err = [ln for ln in out.err.splitlines() if ln.strip()]
     assert err == ["run.py: probe: model=nowhere.pt: no such file; give a trained .pt checkpoint"], err
     assert "GitHub" not in out.out + out.err
+
+
+def test_resuming_a_run_that_never_saved_says_so(shapes_data, tmp_path, monkeypatch, capfd):
+    """A run killed before the end of its first epoch leaves its folder (args.yaml, ikd.yaml, an empty weights/):
+    resume= on its last.pt says that the run never saved a checkpoint and is to be started again."""
+    from ikd_yolo.trainer import IKDTrainer
+
+    from .helpers import IKD_FAST, PICO
+
+    monkeypatch.chdir(tmp_path)
+    args = dict(data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), epochs=1, project=str(tmp_path))
+    IKDTrainer(overrides=dict(**args, name="killed", **IKD_FAST))  # what a run killed before its first save leaves
+    last = tmp_path / "killed" / "weights" / "last.pt"
+    assert (tmp_path / "killed" / "args.yaml").is_file() and not last.exists()
+    for argv in ([f"resume={last}"], ["resume=True", f"model={last}"]):
+        assert main(argv) == 2
+        err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and "never saved a checkpoint" in err[0] and "start it again" in err[0], err
