@@ -32,11 +32,11 @@ import yaml
 from ultralytics.cfg import cfg2dict
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.distill_model import DistillationModel
-from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK, IterableSimpleNamespace, colorstr
 from ultralytics.utils.checks import check_imgsz
-from ultralytics.utils.torch_utils import strip_optimizer, unwrap_model
+from ultralytics.utils.torch_utils import unwrap_model
 
+from .checkpoint import drop_ikd_state, restore, restore_kd_module, saving, strip_to_student, wrapper_checkpoints
 from .config import KEYS, IKDConfig, default_settings
 from .frequency import SourceImageFrequency, epoch_branch_fractions, frequency_augmentations
 from .model import KD_TERMS, IKDDistillationModel
@@ -108,18 +108,13 @@ class IKDTrainer(DetectionTrainer):
         self.args.imgsz = check_imgsz(self.args.imgsz, stride=stride, floor=stride, max_dim=1)
         if isinstance(model, IKDDistillationModel):
             return ckpt
-        resumed = isinstance(model, DistillationModel)  # Ultralytics rebuilt its base class from our checkpoint
-        student = model.student_model if resumed else model
+        # Ultralytics built the student (from model=; from a run's checkpoint, of ikd_yolo's plain format), or its base
+        # wrapper (from the pickled wrapper of the checkpoints of earlier versions)
+        student = model.student_model if isinstance(model, DistillationModel) else model
         student.args = self.args
         check_teacher_student(self.teacher, student)
         self.model = IKDDistillationModel(teacher_model=self.teacher, student_model=student, ikd=self.ikd)
-        if resumed and ckpt is not None:  # restore every trained part (student, projector, ...) from the EMA
-            saved = (ckpt.get("ema") or ckpt["model"]).float().state_dict()
-            missing = [k for k in self.model.state_dict() if not k.startswith("teacher_model.") and k not in saved]
-            if missing:
-                raise RuntimeError(f"resume checkpoint lacks IKD state {missing[:5]}: it was not made by ikd_yolo")
-            self.model.load_state_dict({k: v for k, v in saved.items()}, strict=False)
-        return ckpt
+        return restore(self.model, ckpt, self.resume, self.args.model)  # the trained state of a run's checkpoint
 
     # ---- the recipe: what happens at each epoch and batch, driven from Ultralytics' callback events ------------------
 
@@ -268,13 +263,23 @@ class IKDTrainer(DetectionTrainer):
             raise
 
     def save_model(self):
-        """Ultralytics' checkpoints; a ``save_period`` snapshot (``epochN.pt``) is then stripped to the student, like
-        the final best.pt and last.pt, so that plain Ultralytics loads it (a run resumes from its last.pt)."""
-        saved = super().save_model()
-        snapshot = self.wdir / f"epoch{self.epoch}.pt"
-        if self.save_period > 0 and self.epoch % self.save_period == 0 and snapshot.is_file():
-            strip_optimizer(snapshot)
+        """Ultralytics' checkpoints, each loadable by plain Ultralytics (:mod:`ikd_yolo.checkpoint`); a ``save_period``
+        snapshot (``epochN.pt``) is then stripped to the student, like the final best.pt and last.pt (a run resumes
+        from its last.pt)."""
+        with saving():
+            saved = super().save_model()
+            snapshot = self.wdir / f"epoch{self.epoch}.pt"
+            if self.save_period > 0 and self.epoch % self.save_period == 0 and snapshot.is_file():
+                strip_to_student(snapshot)
         return saved
+
+    def final_eval(self):
+        """Ultralytics' end of training (best.pt and last.pt stripped to the student, best.pt validated); the IKD state
+        kept for a resume is then dropped from both."""
+        super().final_eval()
+        if RANK in {-1, 0}:
+            for f in (self.last, self.best):
+                drop_ikd_state(f)
 
     def discard_unstarted_run(self) -> None:
         """Remove the folders this run created if it holds no result yet (no results.csv, no .pt)."""
@@ -368,16 +373,17 @@ class IKDTrainer(DetectionTrainer):
         super()._setup_ddp()
 
     def _handle_nan_recovery(self, epoch):
-        """Ultralytics' recovery from a NaN/Inf epoch, plus the kd_loss module it does not know about.
+        """Ultralytics' recovery from a NaN/Inf epoch, which reads last.pt as the whole wrapper here
+        (:mod:`ikd_yolo.checkpoint`), plus the kd_loss module it does not know about.
 
         Ultralytics reloads only the student and the projector from ``last.pt``; MGD's and FGD's own blocks
         (``kd_module``) are reloaded here too, so that a recovered run does not keep the weights that diverged.
         """
-        recovered = super()._handle_nan_recovery(epoch)
+        with wrapper_checkpoints(self.model):
+            recovered = super()._handle_nan_recovery(epoch)
         model = unwrap_model(self.model)
         if recovered and getattr(model, "kd_module", None) is not None:
-            _, ckpt = load_checkpoint(self.last)
-            model.kd_module.load_state_dict(ckpt["ema"].float().kd_module.state_dict())
+            restore_kd_module(model, self.last)
         return recovered
 
     def get_validator(self):

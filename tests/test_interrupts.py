@@ -1,5 +1,7 @@
-"""A run stopped from outside: Ctrl-C says where it stopped and how to go on, in one line."""
+"""A run stopped from outside: Ctrl-C says where it stopped and how to go on, in one line; a run killed at any moment
+leaves checkpoints that plain Ultralytics loads, without ikd_yolo."""
 
+import os
 import re
 import signal
 import subprocess
@@ -8,8 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from .helpers import IKD_FAST, PICO, ROOT
+from ikd_yolo.checkpoint import wrapper_state
+from ikd_yolo.cli import main
+
+from .helpers import IKD_FAST, IMGSZ, PICO, ROOT, read_results, run_python
 
 pytestmark = pytest.mark.slow  # each test trains in a process of its own
 
@@ -67,3 +73,39 @@ def test_ctrl_c_before_the_first_save_says_there_is_nothing_to_resume(shapes_dat
     assert proc.returncode == 130 and len(lines) == 1, lines[-30:]
     assert "before the first epoch was saved: nothing to resume" in lines[0], lines
     assert not (tmp_path / "runs").exists()  # the folders the run made are removed
+
+
+def test_checkpoints_of_a_killed_run_load_and_validate_without_ikd_yolo(shapes_data, teacher_pt, tmp_path):
+    """kill -9 in the middle of a run: its last.pt, best.pt and epochN.pt load, validate and predict in a process
+    where ikd_yolo cannot be imported (they pickled the IKD wrapper); the run then resumes from that last.pt."""
+    proc = start_run(shapes_data, teacher_pt, tmp_path / "runs", kd_loss="mgd", epochs=5)  # mgd: blocks of its own
+    weights = tmp_path / "runs" / "run" / "weights"
+    wait_for(proc, weights / "epoch2.pt")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    files = [str(weights / f) for f in ("last.pt", "best.pt", "epoch1.pt", "epoch2.pt")]
+    code = f"""
+import sys
+sys.modules["ikd_yolo"] = None  # make `import ikd_yolo` fail
+try:
+    import ikd_yolo
+    raise SystemExit("ikd_yolo importable")
+except ImportError:
+    pass
+import torch
+from ultralytics import YOLO
+for f in {files!r}:
+    m = YOLO(f)
+    assert type(m.model).__name__ == "DetectionModel", (f, type(m.model))
+    r = m.val(data={str(shapes_data)!r}, imgsz={IMGSZ}, batch=8, plots=False, workers=0)
+    assert 0 <= r.box.map <= 1
+    m.predict(torch.rand(1, 3, {IMGSZ}, {IMGSZ}), verbose=False)
+    print("loaded", f, torch.load(f, weights_only=False)["epoch"])
+"""
+    out = run_python(code, cwd=tmp_path).stdout
+    assert out.count("loaded") == 4
+    # the killed run's last.pt still resumes: its IKD state (projector, mgd blocks, gains) sits beside the student
+    state = wrapper_state(torch.load(weights / "last.pt", weights_only=False))
+    assert any(k.startswith("kd_module.") for k in state) and "kd_gain" in state
+    assert main([f"resume={weights / 'last.pt'}"]) == 0
+    assert int(read_results(weights.parent)[-1]["epoch"]) == 5
