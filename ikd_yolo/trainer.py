@@ -305,8 +305,19 @@ class IKDTrainer(DetectionTrainer):
             LOGGER.removeFilter(fold)
         if dropped and RANK in {-1, 0}:
             LOGGER.info(f"{PREFIX}teacher frozen ({len(dropped)} parameter tensors)")
-        if self.ikd.kd_labels > 0 and self.ikd.kd_labels_mode == "dataset":
+        if self.refines_dataset():
             self._refine_dataset_labels()
+            if self.args.plots and RANK in {-1, 0}:
+                super().plot_training_labels()  # labels.jpg: the labels the student trains on
+
+    def refines_dataset(self) -> bool:
+        """Whether the teacher refines the training set's labels before the first epoch (kd_labels_mode=dataset)."""
+        return self.ikd.kd_labels > 0 and self.ikd.kd_labels_mode == "dataset"
+
+    def plot_training_labels(self):
+        """Ultralytics' labels.jpg; with the refinement of the dataset's labels, drawn after it (in _setup_train)."""
+        if not self.refines_dataset():
+            super().plot_training_labels()
 
     def _refine_dataset_labels(self) -> None:
         """kd_labels_mode=dataset: the teacher refines the training set's labels once, in memory (under DDP each
