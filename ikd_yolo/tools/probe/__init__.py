@@ -142,11 +142,9 @@ def run_probe(
     ``max_images`` > 0 probes only the first that many images of the split (sorted by path).
     """
     from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import TQDM
     from ultralytics.utils.files import increment_path
 
     from ...preflight import DATA_FIX
-    from ..sizeval import evaluate
 
     if filter not in FILTERS:
         raise UserError(f"probe: filter={filter} is not one of {', '.join(FILTERS)}")
@@ -163,34 +161,60 @@ def run_probe(
         images = images[: int(max_images)]
     save_dir = increment_path(Path(project or "runs/probe") / (name or "probe"), mkdir=True)
 
-    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="ikd_probe_") as tmp:
         tmp = Path(tmp)
         yamls, median_area, example = build_filtered_datasets(images, data_dict, radii, filter, tmp / "data")
         area_rng = (small_area * median_area, medium_area * median_area)
-        jobs = [(m, key) for m in yolos for key in yamls]
-        bar = TQDM(jobs, desc="probe: evaluating")
-        for m, key in bar:
-            bar.set_description(f"probe: evaluating {m} on {key}")
-            with _quiet():
-                r = evaluate(
-                    yolos[m],
-                    yamls[key],
-                    imgsz=imgsz,
-                    batch=batch,
-                    device="" if device is None else device,
-                    project=tmp / "val",
-                    name=f"{m}_{key}",
-                    area_rng=area_rng,
-                    exist_ok=True,
-                )
-            kind, _, rad = key.partition("_r")
-            rows.append(
-                {"model": m, "weights": str(models[m]), "filter": kind, "radius": float(rad) if rad else None, **r}
+        rows = _evaluate(yolos, models, yamls, tmp / "val", area_rng, imgsz=imgsz, batch=batch, device=device)
+    _save_tables(rows, save_dir, filter, example)
+    lines = recommend(rows, small_area, medium_area)
+    side = math.sqrt(median_area)
+    header = (
+        f"frequency probe ({filter} filters, radius in cycles per image side) on {len(images)} {split} images, "
+        f"imgsz {imgsz}; sizes: small < {area_rng[0]:.0f} px^2, medium < {area_rng[1]:.0f} px^2 "
+        f"(median image {side:.0f}x{side:.0f} px)"
+    )
+    recommendation = ["recommendation (rules: python run.py probe --help):", *[f"  {x}" for x in lines]]
+    report = "\n".join([header, table(rows), "", *recommendation])
+    (save_dir / "probe.txt").write_text(report + "\n")
+    print(report)
+    print(f"\nprobe results saved to {save_dir} (probe.csv, probe.png, probe_examples.jpg, probe.txt)")
+    return {"save_dir": save_dir, "rows": rows, "recommendation": lines}
+
+
+def _evaluate(yolos: dict, models: dict, yamls: dict, val_dir: Path, area_rng, imgsz, batch, device) -> list[dict]:
+    """Each model scored on each (filtered or unfiltered) dataset; the rows in the table's order (by model as given,
+    then unfiltered, low-pass, high-pass, then radius)."""
+    from ultralytics.utils import TQDM
+
+    from ..sizeval import evaluate
+
+    rows: list[dict] = []
+    jobs = [(m, key) for m in yolos for key in yamls]
+    bar = TQDM(jobs, desc="probe: evaluating")
+    for m, key in bar:
+        bar.set_description(f"probe: evaluating {m} on {key}")
+        with _quiet():
+            r = evaluate(
+                yolos[m],
+                yamls[key],
+                imgsz=imgsz,
+                batch=batch,
+                device="" if device is None else device,
+                project=val_dir,
+                name=f"{m}_{key}",
+                area_rng=area_rng,
+                exist_ok=True,
             )
+        kind, _, rad = key.partition("_r")
+        rows.append({"model": m, "weights": str(models[m]), "filter": kind, "radius": float(rad) if rad else None, **r})
     order = {"none": 0, "low": 1, "high": 2}
     rows.sort(key=lambda r: (list(models).index(r["model"]), order[r["filter"]], r["radius"] or 0))
+    return rows
 
+
+def _save_tables(rows: list[dict], save_dir: Path, filter: str, example) -> None:
+    """probe.csv, probe.png and probe_examples.jpg in ``save_dir``."""
     with open(save_dir / "probe.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -200,23 +224,6 @@ def run_probe(
         from ultralytics.utils.patches import imwrite
 
         imwrite(str(save_dir / "probe_examples.jpg"), example)
-    lines = recommend(rows, small_area, medium_area)
-    side = math.sqrt(median_area)
-    report = "\n".join(
-        [
-            f"frequency probe ({filter} filters, radius in cycles per image side) on {len(images)} {split} images, "
-            f"imgsz {imgsz}; sizes: small < {area_rng[0]:.0f} px^2, medium < {area_rng[1]:.0f} px^2 "
-            f"(median image {side:.0f}x{side:.0f} px)",
-            table(rows),
-            "",
-            "recommendation (rules: python run.py probe --help):",
-            *[f"  {x}" for x in lines],
-        ]
-    )
-    (save_dir / "probe.txt").write_text(report + "\n")
-    print(report)
-    print(f"\nprobe results saved to {save_dir} (probe.csv, probe.png, probe_examples.jpg, probe.txt)")
-    return {"save_dir": save_dir, "rows": rows, "recommendation": lines}
 
 
 def _load_model(key: str, weights) -> Any:
