@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from ikd_yolo.checkpoint import wrapper_state
 from ikd_yolo.cli import main
 
 from .helpers import IKD_FAST, IMGSZ, PICO, ROOT, read_results, run_python
@@ -105,6 +104,8 @@ for f in {files!r}:
     out = run_python(code, cwd=tmp_path).stdout
     assert out.count("loaded") == 4
     # the killed run's last.pt still resumes: its IKD state (projector, mgd blocks, gains) sits beside the student
+    from ikd_yolo.checkpoint import wrapper_state
+
     state = wrapper_state(torch.load(weights / "last.pt", weights_only=False))
     assert any(k.startswith("kd_module.") for k in state) and "kd_gain" in state
     assert main([f"resume={weights / 'last.pt'}"]) == 0
