@@ -150,8 +150,9 @@ def train(overrides: dict) -> Path:
         )
     if export_format is not None:
         check_export_format(export_format, overrides.get("device"), overrides.get("simplify", True))
-    trainer = IKDTrainer(overrides=overrides)
+    trainer = None
     try:
+        trainer = IKDTrainer(overrides=overrides)
         trainer.train()
     except KeyboardInterrupt as e:
         from .runs import interrupted_message

@@ -79,6 +79,8 @@ def interrupted_message(trainer) -> str:
     or, before the first epoch was saved, that there is nothing to resume."""
     from ultralytics.utils.patches import torch_load
 
+    if trainer is None:  # Ctrl-C while the run was being set up: its folder, if any, is removed
+        return "interrupted before training started: nothing to resume; start the run again"
     last, total = Path(trainer.last), trainer.epochs
     reached = f"in epoch {min(getattr(trainer, 'epoch', 0) + 1, total)} of {total}"  # set when training starts
     try:

@@ -68,10 +68,10 @@ class IKDTrainer(DetectionTrainer):
         cfg = cfg2dict(cfg)
         cfg = {**default_settings(), **cfg}  # IKD keys become valid train arguments
         self._created = folder_to_create(cfg, overrides)
-        super().__init__(cfg, overrides, _callbacks)
         try:
+            super().__init__(cfg, overrides, _callbacks)
             self._init_ikd(teacher)
-        except BaseException:
+        except BaseException:  # e.g. Ctrl-C once the run folder exists
             self.discard_unstarted_run()
             raise
 
