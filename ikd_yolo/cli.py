@@ -18,7 +18,8 @@ from ultralytics.utils import RANK
 
 from .args import TRAIN_KEYS, check_key, parse_args
 from .config import default_settings, settings_help
-from .errors import UserError, user_message
+from .errors import Interrupted, UserError, user_message
+from .exports import check_export_format
 
 USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.yaml|.pt [key=value ...]
        python run.py                 (embedded demo on generated data, CPU friendly)
@@ -82,7 +83,9 @@ def resolve_resume(overrides: dict) -> dict:
             overrides["resume"] = latest
     path = Path(str(overrides["resume"]))
     if not path.is_file():
-        raise UserError(f"resume={path} does not exist: give the run's weights/last.pt")
+        from .runs import check_has_checkpoint
+
+        check_has_checkpoint(path)  # refuses: a run stopped before its first save, or no such file
     overrides.pop("model", None)
     return overrides
 
@@ -111,9 +114,15 @@ def train(overrides: dict) -> Path:
             "teacher=teacher.pt model=yolo11n.yaml (python run.py --help)"
         )
     if export_format is not None:
-        check_export_format(export_format, overrides.get("device"))
-    trainer = IKDTrainer(overrides=overrides)
-    trainer.train()
+        check_export_format(export_format, overrides.get("device"), overrides.get("simplify", True))
+    trainer = None
+    try:
+        trainer = IKDTrainer(overrides=overrides)
+        trainer.train()
+    except KeyboardInterrupt as e:
+        from .runs import interrupted_message
+
+        raise Interrupted(interrupted_message(trainer)) from e
     weights = trainer.best if trainer.best.exists() else trainer.last
     print(f"\nIKD student: {weights}  (plain Ultralytics checkpoint: yolo val model={weights} data=...)")
     if export_format and RANK in {-1, 0}:
@@ -128,34 +137,16 @@ def train(overrides: dict) -> Path:
     return trainer.save_dir
 
 
-def check_export_format(fmt, device=None) -> None:
-    """Refuse an ``export=`` that cannot succeed (unknown format, TensorRT without a GPU or without TensorRT)
-    before any training time is spent."""
-    import importlib.util
-
-    import torch
-    from ultralytics.engine.exporter import export_formats
-
-    known = [f for f in export_formats()["Argument"] if f != "-"]
-    if str(fmt) not in known:
-        raise UserError(f"export={fmt} is not an Ultralytics export format; use one of {', '.join(known)}")
-    if str(fmt) == "engine":
-        if str(device).lower() in {"cpu", "mps"} or not torch.cuda.is_available():
-            raise UserError(
-                "export=engine builds a TensorRT engine, which needs a CUDA GPU: train with device=0, or use "
-                "export=onnx and build the engine on the GPU machine (trtexec --onnx=best.onnx)"
-            )
-        if importlib.util.find_spec("tensorrt") is None:
-            raise UserError(
-                "export=engine needs TensorRT, which is not installed: pip install tensorrt, or use export=onnx"
-            )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point shared by run.py and the ikd-yolo script."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _dispatch(argv)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line, where the run stopped and how to go on, and exit code 130
+        if os.environ.get("IKD_DEBUG", "0") not in {"", "0"}:
+            raise
+        print(f"run.py: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
+        return 130
     except Exception as e:  # one line and exit code 2 for a user's mistake; a bug keeps its traceback
         message = user_message(e)
         if message is None or os.environ.get("IKD_DEBUG", "0") not in {"", "0"}:

@@ -7,17 +7,31 @@ subclasses) whose one-line message names the input and the fix.
 
 from __future__ import annotations
 
+import os
+from copy import copy
 from pathlib import Path
 
 from torch import nn
+from ultralytics.cfg import get_cfg, get_save_dir
 from ultralytics.data.utils import check_det_dataset
-from ultralytics.nn.tasks import DetectionModel, load_checkpoint, yaml_model_load
-from ultralytics.utils import ONLINE
+from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER, ONLINE
+from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
-from .config import IKDConfig, resolve_aliases
-from .errors import UserError
-from .teacher import TeacherError, check_teacher_data, check_teacher_student, load_teacher
+from .config import IKDConfig, default_settings, resolve_aliases
+from .errors import UserError, problem, reading
+from .teacher import (
+    TeacherError,
+    check_detection_model,
+    check_teacher_data,
+    check_teacher_student,
+    load_teacher,
+    load_weights,
+)
+
+DATA_FIX = "fix the data yaml (it needs train:, val: and names:; https://docs.ultralytics.com/datasets/detect/)"
+DATA_MISSING = "check the path given in data= and the paths in the data yaml ('path', 'train', 'val')"
 
 
 def normalize_overrides(overrides: dict | None) -> dict:
@@ -61,29 +75,71 @@ def check_batch(batch) -> None:
 
 
 def load_student(model, nc: int | None) -> nn.Module | None:
-    """Build the student from ``model=`` (a yaml or a .pt) to check it, or refuse a model that cannot be found."""
+    """Build the student from ``model=`` (a yaml or a .pt) and check it as the teacher is checked: it loads and is a
+    detection model (its strides are checked against the teacher's by the caller); None for an official checkpoint
+    that Ultralytics will download."""
     if model is None or isinstance(model, nn.Module):
         return model
-    path = Path(str(model))
+    path, source = Path(str(model)), f"model={model}"
     if path.suffix in {".yaml", ".yml"}:
         try:
             cfg = yaml_model_load(str(model))  # resolves yolov8n.yaml to yolov8.yaml at scale n, as Ultralytics does
         except FileNotFoundError:
             raise UserError(
-                f"model={model}: no such model yaml. Give a file or an Ultralytics model name such as "
+                f"{source}: no such model yaml. Give a file or an Ultralytics model name such as "
                 "model=yolo11n.yaml or model=yolov8n.yaml"
             ) from None
-        return DetectionModel({**cfg, "nc": nc or cfg.get("nc", 80)}, verbose=False)
+        check_detection_model(cfg, source, "student", "model=yolo11n.yaml")
+        with reading(source, "fix the model yaml, or start from an Ultralytics one such as model=yolo11n.yaml"):
+            return DetectionModel({**cfg, "nc": nc or cfg.get("nc", 80)}, verbose=False)
     if path.suffix == ".pt":
         if not path.is_file():
             if path.name in GITHUB_ASSETS_NAMES and path.parent == Path(".") and ONLINE:
                 return None  # an official checkpoint Ultralytics will download
             raise UserError(
-                f"model={model}: no such file. Give trained student weights (.pt) that exist, or a model yaml "
+                f"{source}: no such file. Give trained student weights (.pt) that exist, or a model yaml "
                 "(model=yolo11n.yaml) to start from scratch"
             )
-        return load_checkpoint(path)[0]
-    raise UserError(f"model={model} is neither a model yaml nor a .pt checkpoint: e.g. model=yolo11n.yaml")
+        fix = "give the student's trained .pt (copy it again if damaged), or a model yaml such as model=yolo11n.yaml"
+        return check_detection_model(load_weights(path, source, fix), source, "student", "model=yolo11n.yaml")
+    raise UserError(f"{source} is neither a model yaml nor a .pt checkpoint: e.g. model=yolo11n.yaml")
+
+
+def check_args(overrides: dict):
+    """Ultralytics' own checks of the argument values (types and ranges, e.g. epochs=0 or lr0=abc, and imgsz), which
+    it would make after the run folder exists or only when the model is set up; returns the train arguments."""
+    try:
+        args = get_cfg({**DEFAULT_CFG_DICT, **default_settings()}, overrides)
+        disabled, LOGGER.disabled = LOGGER.disabled, True  # its notes on rounding come again when training starts
+        try:
+            args.imgsz = check_imgsz(args.imgsz, stride=32, floor=32, max_dim=1)
+        finally:
+            LOGGER.disabled = disabled
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{problem(e)}: give a valid value (python run.py --help)") from e
+    return args
+
+
+def load_data(source, single_cls) -> dict:
+    """The dataset dict of the data yaml, as the trainer will see it; a yaml Ultralytics refuses gets one line."""
+    with reading(f"data={source}", DATA_FIX, missing=DATA_MISSING):
+        data = check_det_dataset(source)
+    return single_class(data) if single_cls else data
+
+
+def check_images(args, data: dict, source) -> None:
+    """Build the train and val datasets' labels as the trainer will (Ultralytics verifies each image and label and
+    caches the result next to the labels, so the trainer then reads the cache): a split without one usable image is
+    refused before the run folder exists."""
+    from ultralytics.data.build import build_yolo_dataset
+
+    check_train_images(data, source)
+    args = copy(args)
+    args.cache = False  # no image is loaded into memory or written to disk here
+    for split in ("train", "val"):
+        fix = f"check the {split} images and labels that 'path' and '{split}' in the data yaml point to"
+        with reading(f"data={source}", fix):
+            build_yolo_dataset(args, data[split], args.batch, data, mode="val", stride=32)
 
 
 def check_train_images(data: dict, source) -> None:
@@ -134,24 +190,43 @@ def check_resumable(resume) -> None:
         )
 
 
+def check_output_folder(args) -> None:
+    """The run folder can be created (or, when it exists, written to): Ultralytics would fail in ``mkdir`` after
+    loading everything, with a PermissionError traceback."""
+    save_dir = Path(get_save_dir(args))
+    existing = save_dir / "weights"
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    why = "is a file" if existing.exists() and not existing.is_dir() else "is not writable"
+    raise UserError(
+        f"cannot create the run folder {save_dir}: {existing} {why}. Write the run elsewhere with project=FOLDER "
+        "(and name=), or fix that folder's permissions"
+    )
+
+
 def preflight(overrides: dict) -> nn.Module | None:
-    """Validate a new run's inputs (IKD keys, batch, data, teacher, student) and return the loaded teacher."""
+    """Validate a new run's inputs (IKD keys, argument values, batch, output folder, data and its images, teacher,
+    student) and return the loaded teacher."""
     IKDConfig.from_mapping(overrides)
     check_batch(overrides.get("batch", 16))
+    args = check_args(overrides)
     if overrides.get("resume"):
         check_resumable(overrides["resume"])
+        if overrides.get("save_dir"):
+            check_output_folder(args)
         return None
+    check_output_folder(args)
     check_amp(overrides.get("amp"), overrides.get("device"))
     teacher = load_teacher(overrides.get("distill_model"))
     check_single_cls(teacher, overrides.get("single_cls"))
-    data = check_det_dataset(overrides["data"]) if overrides.get("data") else None
-    if data is not None and overrides.get("single_cls"):
-        data = single_class(data)
+    data = load_data(overrides["data"], overrides.get("single_cls")) if overrides.get("data") else None
     if data is not None:
         check_teacher_data(teacher, data, f"teacher={overrides['distill_model']}")
-    if data is not None:
-        check_train_images(data, overrides["data"])
     student = load_student(overrides.get("model"), int(data["nc"]) if data else None)
     if student is not None:
         check_teacher_student(teacher, student)
+    if data is not None:
+        check_images(args, data, overrides["data"])
     return teacher

@@ -17,7 +17,7 @@ from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoi
 from ultralytics.utils import ONLINE
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
-from .errors import UserError
+from .errors import UserError, reading
 
 
 class TeacherError(UserError):
@@ -55,22 +55,32 @@ def resolve_teacher_path(teacher: str | Path | None) -> Path:
 def load_teacher(teacher: str | Path | None) -> nn.Module:
     """Load the teacher checkpoint as an eval-mode fp32 Ultralytics model, or raise TeacherError."""
     path = resolve_teacher_path(teacher)
-    try:
+    fix = "it could not be read as an Ultralytics checkpoint: copy it again if damaged, or give one Ultralytics saved"
+    model = load_weights(path, f"teacher={teacher}", fix, TeacherError)
+    return check_detection_model(model, f"teacher={teacher}", "teacher", "yolo11x.pt").float().eval()
+
+
+def load_weights(path: str | Path, source: str, fix: str, error: type[UserError] = UserError) -> nn.Module:
+    """The model of an Ultralytics checkpoint (of an interrupted distillation run: its student); a file that is not
+    one is refused in one line naming ``source`` and ``fix``."""
+    with reading(source, fix, error):
         model, _ = load_checkpoint(path)
-    except Exception as e:
-        raise TeacherError(
-            f"teacher={teacher} could not be read as an Ultralytics checkpoint ({type(e).__name__}: {e}). "
-            "Check that the file is complete (re-copy or re-download it) and was saved by Ultralytics."
-        ) from e
-    if isinstance(model, DistillationModel):  # an interrupted distillation run: its student is the model
-        model = model.student_model
+    return model.student_model if isinstance(model, DistillationModel) else model
+
+
+def check_detection_model(model, source: str, role: str, example: str):
+    """Refuse a model (built, or the dict of a model yaml) that is not a plain detection model: IKD taps the Detect
+    head, so a classify, segment, pose or obb model cannot take part (``role``: teacher or student)."""
     task = guess_model_task(getattr(model, "yaml", model))  # from the head in its yaml, not its stored args
-    if task != "detect" or not isinstance(model, DetectionModel) or type(_detect_head(model)) is not Detect:
-        raise TeacherError(
-            f"teacher={teacher} is a '{task}' model ({type(model).__name__}); IKD needs a detection teacher. Pass a "
-            "detection checkpoint (e.g. yolo11x.pt, not yolo11x-seg.pt / -pose / -obb / -cls)."
+    built = isinstance(model, nn.Module)
+    head = next((m for m in model.model if isinstance(m, Detect)), None) if built else None
+    if task != "detect" or (built and (not isinstance(model, DetectionModel) or type(head) is not Detect)):
+        kind = type(model).__name__ if built else "model yaml"
+        raise (TeacherError if role == "teacher" else UserError)(
+            f"{source} is a '{task}' model ({kind}); IKD needs a detection {role}. Pass a detection model (e.g. "
+            f"{example}, not a -seg / -pose / -obb / -cls one)."
         )
-    return model.float().eval()
+    return model
 
 
 def _detect_head(model: nn.Module) -> Detect:

@@ -22,52 +22,31 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import time
 from copy import copy
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from ultralytics.cfg import cfg2dict, get_cfg, get_save_dir
+from ultralytics.cfg import cfg2dict
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.distill_model import DistillationModel
-from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK, IterableSimpleNamespace, colorstr
 from ultralytics.utils.checks import check_imgsz
-from ultralytics.utils.torch_utils import strip_optimizer, unwrap_model
+from ultralytics.utils.torch_utils import unwrap_model
 
+from .checkpoint import drop_ikd_state, restore, restore_kd_module, saving, strip_to_student, wrapper_checkpoints
 from .config import KEYS, IKDConfig, default_settings
 from .frequency import SourceImageFrequency, epoch_branch_fractions, frequency_augmentations
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
 from .pseudo_labels import refine_dataset
+from .runs import discard_folders, folder_to_create, resume_in_place
 from .schedule import in_projector_warmup, kd_scale, kd_stop_epoch
 from .teacher import check_teacher_data, check_teacher_student, load_teacher
 
 PREFIX = colorstr("IKD: ")
-
-
-def new_run_dir(cfg: dict, overrides: dict) -> bool:
-    """Whether Ultralytics will create a new run folder for these arguments (not a resumed or reused one)."""
-    if overrides.get("resume"):
-        return False
-    try:
-        return not get_save_dir(get_cfg(cfg, overrides)).exists()  # e.g. save_dir= names a folder the user has
-    except Exception:  # whatever Ultralytics refuses here it refuses again, with its own message, in __init__
-        return False
-
-
-def resume_in_place(overrides: dict) -> dict:
-    """``resume=RUN/weights/last.pt`` continues in RUN, the folder that holds the checkpoint: Ultralytics would write
-    to the folder recorded in it, another run's when RUN is a copy or has moved."""
-    resume = overrides.get("resume")
-    path = Path(str(resume)) if isinstance(resume, (str, Path)) else None
-    if path is None or not path.is_file() or path.parent.name != "weights" or overrides.get("save_dir"):
-        return overrides
-    return {**overrides, "save_dir": str(path.resolve().parent.parent)}
 
 
 class IKDTrainer(DetectionTrainer):
@@ -88,11 +67,11 @@ class IKDTrainer(DetectionTrainer):
         teacher = preflight(overrides)
         cfg = cfg2dict(cfg)
         cfg = {**default_settings(), **cfg}  # IKD keys become valid train arguments
-        self._new_dir = new_run_dir(cfg, overrides)
-        super().__init__(cfg, overrides, _callbacks)
+        self._created = folder_to_create(cfg, overrides)
         try:
+            super().__init__(cfg, overrides, _callbacks)
             self._init_ikd(teacher)
-        except BaseException:
+        except BaseException:  # e.g. Ctrl-C once the run folder exists
             self.discard_unstarted_run()
             raise
 
@@ -129,18 +108,13 @@ class IKDTrainer(DetectionTrainer):
         self.args.imgsz = check_imgsz(self.args.imgsz, stride=stride, floor=stride, max_dim=1)
         if isinstance(model, IKDDistillationModel):
             return ckpt
-        resumed = isinstance(model, DistillationModel)  # Ultralytics rebuilt its base class from our checkpoint
-        student = model.student_model if resumed else model
+        # Ultralytics built the student (from model=; from a run's checkpoint, of ikd_yolo's plain format), or its base
+        # wrapper (from the pickled wrapper of the checkpoints of earlier versions)
+        student = model.student_model if isinstance(model, DistillationModel) else model
         student.args = self.args
         check_teacher_student(self.teacher, student)
         self.model = IKDDistillationModel(teacher_model=self.teacher, student_model=student, ikd=self.ikd)
-        if resumed and ckpt is not None:  # restore every trained part (student, projector, ...) from the EMA
-            saved = (ckpt.get("ema") or ckpt["model"]).float().state_dict()
-            missing = [k for k in self.model.state_dict() if not k.startswith("teacher_model.") and k not in saved]
-            if missing:
-                raise RuntimeError(f"resume checkpoint lacks IKD state {missing[:5]}: it was not made by ikd_yolo")
-            self.model.load_state_dict({k: v for k, v in saved.items()}, strict=False)
-        return ckpt
+        return restore(self.model, ckpt, self.resume, self.args.model)  # the trained state of a run's checkpoint
 
     # ---- the recipe: what happens at each epoch and batch, driven from Ultralytics' callback events ------------------
 
@@ -289,22 +263,28 @@ class IKDTrainer(DetectionTrainer):
             raise
 
     def save_model(self):
-        """Ultralytics' checkpoints; a ``save_period`` snapshot (``epochN.pt``) is then stripped to the student, like
-        the final best.pt and last.pt, so that plain Ultralytics loads it (a run resumes from its last.pt)."""
-        saved = super().save_model()
-        snapshot = self.wdir / f"epoch{self.epoch}.pt"
-        if self.save_period > 0 and self.epoch % self.save_period == 0 and snapshot.is_file():
-            strip_optimizer(snapshot)
+        """Ultralytics' checkpoints, each loadable by plain Ultralytics (:mod:`ikd_yolo.checkpoint`); a ``save_period``
+        snapshot (``epochN.pt``) is then stripped to the student, like the final best.pt and last.pt (a run resumes
+        from its last.pt)."""
+        with saving():
+            saved = super().save_model()
+            snapshot = self.wdir / f"epoch{self.epoch}.pt"
+            if self.save_period > 0 and self.epoch % self.save_period == 0 and snapshot.is_file():
+                strip_to_student(snapshot)
         return saved
 
+    def final_eval(self):
+        """Ultralytics' end of training (best.pt and last.pt stripped to the student, best.pt validated); the IKD state
+        kept for a resume is then dropped from both."""
+        super().final_eval()
+        if RANK in {-1, 0}:
+            for f in (self.last, self.best):
+                drop_ikd_state(f)
+
     def discard_unstarted_run(self) -> None:
-        """Remove this run's folder if this run created it and it holds no result yet (no results.csv, no .pt)."""
-        d = getattr(self, "save_dir", None)
-        if RANK not in {-1, 0} or not self._new_dir or d is None or not Path(d).is_dir():
-            return
-        if (Path(d) / "results.csv").exists() or any(Path(d).rglob("*.pt")):
-            return
-        shutil.rmtree(d, ignore_errors=True)
+        """Remove the folders this run created if it holds no result yet (no results.csv, no .pt)."""
+        if RANK in {-1, 0} and getattr(self, "save_dir", None) is not None:
+            discard_folders(self.save_dir, self._created)
 
     # ---- overrides of Ultralytics internals (private methods, hence the pin ultralytics>=8.4.190,<8.5) ---------------
 
@@ -325,8 +305,19 @@ class IKDTrainer(DetectionTrainer):
             LOGGER.removeFilter(fold)
         if dropped and RANK in {-1, 0}:
             LOGGER.info(f"{PREFIX}teacher frozen ({len(dropped)} parameter tensors)")
-        if self.ikd.kd_labels > 0 and self.ikd.kd_labels_mode == "dataset":
+        if self.refines_dataset():
             self._refine_dataset_labels()
+            if self.args.plots and RANK in {-1, 0}:
+                super().plot_training_labels()  # labels.jpg: the labels the student trains on
+
+    def refines_dataset(self) -> bool:
+        """Whether the teacher refines the training set's labels before the first epoch (kd_labels_mode=dataset)."""
+        return self.ikd.kd_labels > 0 and self.ikd.kd_labels_mode == "dataset"
+
+    def plot_training_labels(self):
+        """Ultralytics' labels.jpg; with the refinement of the dataset's labels, drawn after it (in _setup_train)."""
+        if not self.refines_dataset():
+            super().plot_training_labels()
 
     def _refine_dataset_labels(self) -> None:
         """kd_labels_mode=dataset: the teacher refines the training set's labels once, in memory (under DDP each
@@ -393,16 +384,17 @@ class IKDTrainer(DetectionTrainer):
         super()._setup_ddp()
 
     def _handle_nan_recovery(self, epoch):
-        """Ultralytics' recovery from a NaN/Inf epoch, plus the kd_loss module it does not know about.
+        """Ultralytics' recovery from a NaN/Inf epoch, which reads last.pt as the whole wrapper here
+        (:mod:`ikd_yolo.checkpoint`), plus the kd_loss module it does not know about.
 
         Ultralytics reloads only the student and the projector from ``last.pt``; MGD's and FGD's own blocks
         (``kd_module``) are reloaded here too, so that a recovered run does not keep the weights that diverged.
         """
-        recovered = super()._handle_nan_recovery(epoch)
+        with wrapper_checkpoints(self.model):
+            recovered = super()._handle_nan_recovery(epoch)
         model = unwrap_model(self.model)
         if recovered and getattr(model, "kd_module", None) is not None:
-            _, ckpt = load_checkpoint(self.last)
-            model.kd_module.load_state_dict(ckpt["ema"].float().kd_module.state_dict())
+            restore_kd_module(model, self.last)
         return recovered
 
     def get_validator(self):

@@ -16,54 +16,98 @@ T = f"teacher={TEACHER_ASSET}"
 
 @pytest.fixture(scope="module")
 def bad_data(shapes_data, tmp_path_factory):
-    """A data yaml whose training image folder does not exist."""
-    path = tmp_path_factory.mktemp("bad") / "missing_train.yaml"
-    path.write_text(shapes_data.read_text().replace("train: images/train", "train: images/nowhere"))
+    """Data yamls with a mistake each, by name: a missing training image folder, no val:, invalid yaml, nc: that
+    disagrees with names:, and a val split whose every image is corrupt."""
+    d = tmp_path_factory.mktemp("bad")
+    good = shapes_data.read_text()
+    corrupt = d / "corrupt"
+    for sub in ("images/val", "labels/val"):
+        (corrupt / sub).mkdir(parents=True)
+    for i in range(3):
+        (corrupt / "images" / "val" / f"x{i}.jpg").write_text("not an image")
+        (corrupt / "labels" / "val" / f"x{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    train = shapes_data.parent / "images" / "train"
+    texts = {
+        "missing train images": good.replace("train: images/train", "train: images/nowhere"),
+        "no val": "\n".join(ln for ln in good.splitlines() if not ln.startswith("val:")),
+        "invalid yaml": good + "bad: [a, b\n",
+        "nc and names disagree": good + "nc: 5\n",
+        "corrupt val images": f"path: {corrupt}\ntrain: {train}\nval: images/val\n" + good[good.index("names:") :],
+    }
+    paths = {}
+    for name, text in texts.items():
+        paths[name] = d / f"{name.replace(' ', '_')}.yaml"
+        paths[name].write_text(text)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def not_a_checkpoint(tmp_path_factory):
+    """A text file named .pt."""
+    path = tmp_path_factory.mktemp("text") / "weights.pt"
+    path.write_text("hello, I am not a checkpoint\n")
     return path
 
 
+M = "model=yolov8n.yaml"
 CASES = {
     # name: (arguments after data=, the word the one line must hold)
-    "empty teacher": (["teacher=", "model=yolov8n.yaml"], "teacher= is empty"),
+    "empty teacher": (["teacher=", M], "teacher= is empty"),
     "empty model": ([T, "model="], "model= is empty"),
-    "empty adv_loss": ([T, "model=yolov8n.yaml", "adv_loss="], "adv_loss= is empty"),
-    "unknown key": ([T, "model=yolov8n.yaml", "adv_stps=2"], "did you mean adv_steps="),
-    "bad IKD value": ([T, "model=yolov8n.yaml", "adv_loss=kl"], "adv_loss=kl"),
-    "missing teacher": (["teacher=nowhere.pt", "model=yolov8n.yaml"], "no such file"),
-    "autobatch": ([T, "model=yolov8n.yaml", "batch=-1"], "batch=16"),
+    "empty adv_loss": ([T, M, "adv_loss="], "adv_loss= is empty"),
+    "unknown key": ([T, M, "adv_stps=2"], "did you mean adv_steps="),
+    "bad IKD value": ([T, M, "adv_loss=kl"], "adv_loss=kl"),
+    "missing teacher": (["teacher=nowhere.pt", M], "no such file"),
+    "autobatch": ([T, M, "batch=-1"], "batch=16"),
     "unknown model yaml": ([T, "model=yolov8zz.yaml"], "no such model yaml"),
     "missing student weights": ([T, "model=nowhere.pt"], "no such file"),
     "stride mismatch": ([T, "model=yolov8n-p2.yaml"], "strides [4, 8, 16, 32]"),
-    "engine on cpu": ([T, "model=yolov8n.yaml", "device=cpu", "export=engine"], "needs a CUDA GPU"),
-    "unknown export": ([T, "model=yolov8n.yaml", "export=zip"], "not an Ultralytics export format"),
-    "bare word": ([T, "model=yolov8n.yaml", "fast"], "not key=value"),
-    "bf16 on cpu": ([T, "model=yolov8n.yaml", "amp=bf16", "device=cpu"], "amp=bf16 needs a CUDA GPU"),
+    "engine on cpu": ([T, M, "device=cpu", "export=engine"], "needs a CUDA GPU"),
+    "unknown export": ([T, M, "export=zip"], "not an Ultralytics export format"),
+    "bare word": ([T, M, "fast"], "not key=value"),
+    "bf16 on cpu": ([T, M, "amp=bf16", "device=cpu"], "amp=bf16 needs a CUDA GPU"),
     # more GPUs than this machine has (device=0 on a machine without any: the same message)
-    "missing gpus": ([T, "model=yolov8n.yaml", f"device={','.join(map(str, range(17)))}"], "Invalid CUDA 'device="),
-    "single_cls": ([T, "model=yolov8n.yaml", "single_cls=True"], "single_cls=True trains the student on one class"),
+    "missing gpus": ([T, M, f"device={','.join(map(str, range(17)))}"], "Invalid CUDA 'device="),
+    "single_cls": ([T, M, "single_cls=True"], "single_cls=True trains the student on one class"),
+    # Ultralytics' own checks of argument values, made before the run folder exists
+    "epochs=0": ([T, M, "epochs=0"], "'epochs' must be >= 1"),
+    "epochs=-1": ([T, M, "epochs=-1"], "'epochs' must be >= 1"),
+    "imgsz=abc": ([T, M, "imgsz=abc"], "'imgsz=abc' is not a valid image size"),
+    "lr0=abc": ([T, M, "lr0=abc"], "'lr0=abc' is of invalid type"),
+    # the student is checked like the teacher: it loads, it detects, it has the teacher's strides
+    "student not a checkpoint": ([T, "model=TEXT"], "is not a loadable checkpoint"),
+    "classify student": ([T, "model=yolov8n-cls.yaml"], "'classify' model"),
+    "segment student": ([T, "model=yolov8n-seg.yaml"], "'segment' model"),
+    "teacher not a checkpoint": (["teacher=TEXT", M], "could not be read as an Ultralytics checkpoint"),
+}
+DATA_CASES = {  # a mistake in the data yaml, and the word of the one line
+    "missing data yaml": "'nowhere.yaml' does not exist",
+    "empty data": "data= is empty",
+    "missing train images": "training images",
+    "no val": "'val:' key missing",
+    "invalid yaml": "YAML syntax error",
+    "nc and names disagree": "'names' length 4 and 'nc: 5' must match",
+    "corrupt val images": "No valid images found",
 }
 
 
-@pytest.mark.parametrize("case", [*CASES, "missing data yaml", "empty data", "missing train images"])
-def test_bad_input_gets_one_line_and_exit_2(case, shapes_data, bad_data, tmp_path, monkeypatch, capfd):
+@pytest.mark.parametrize("case", [*CASES, *DATA_CASES])
+def test_bad_input_gets_one_line_and_exit_2(
+    case, shapes_data, bad_data, not_a_checkpoint, tmp_path, monkeypatch, capfd
+):
     monkeypatch.chdir(tmp_path)
-    data = {"missing data yaml": "data=nowhere.yaml", "empty data": "data=", "missing train images": f"data={bad_data}"}
-    args, word = CASES.get(case, ([T, "model=yolov8n.yaml"], None))
-    word = (
-        word
-        or {
-            "missing data yaml": "'nowhere.yaml' does not exist",
-            "empty data": "data= is empty",
-            "missing train images": "training images",
-        }[case]
-    )
-    argv = [data.get(case, f"data={shapes_data}"), *args, f"project={tmp_path / 'runs'}", "epochs=1", "workers=0"]
+    data = {"missing data yaml": "data=nowhere.yaml", "empty data": "data="}
+    data.update({k: f"data={v}" for k, v in bad_data.items()})
+    args, word = CASES.get(case, ([T, M], DATA_CASES.get(case)))
+    args = [a.replace("TEXT", str(not_a_checkpoint)) for a in args]
+    argv = [data.get(case, f"data={shapes_data}"), f"project={tmp_path / 'runs'}", "epochs=1", "workers=0", *args]
     start = time.time()
     assert main(argv) == 2
     assert time.time() - start < 10
     err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("run.py: ") and word in err[0], err
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert "yolo predict" not in err[0]  # Ultralytics' advice for its own CLI is not repeated
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
@@ -72,7 +116,8 @@ def test_exit_code_and_debug_switch_in_a_real_process(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "run.py: 'nowhere.yaml' does not exist: check the path given in data=, model= or teacher= (or in the data yaml)"
+        "run.py: data=nowhere.yaml: 'nowhere.yaml' does not exist: check the path given in data= and the paths in the "
+        "data yaml ('path', 'train', 'val')"
     ]
     debug = subprocess.run(
         cmd,
@@ -175,3 +220,94 @@ def test_cfg_file_is_read_under_the_command_line(shapes_data, tmp_path, monkeypa
     assert main([*base, "cfg=nowhere.yaml"]) == 2
     assert "cfg=nowhere.yaml does not exist" in capfd.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_export_packages_are_checked_before_training(shapes_data, tmp_path, monkeypatch, capfd):
+    """export=onnx where onnx, onnxslim and onnxruntime are not installed (the README's plain install) and Ultralytics
+    cannot install them (offline): one line with the install command, before anything loads; the export would fail
+    only after the whole training."""
+    from importlib import metadata
+
+    real = metadata.version
+
+    def version(name):
+        if name.lower() in {"onnx", "onnxslim", "onnxruntime"}:
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)  # as Ultralytics' check_requirements sees the install
+    monkeypatch.chdir(tmp_path)
+    argv = [f"data={shapes_data}", T, M, f"project={tmp_path / 'runs'}", "epochs=1", "workers=0", "export=onnx"]
+    start = time.time()
+    assert main(argv) == 2
+    assert time.time() - start < 10
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "export=onnx needs onnx, onnxruntime, onnxslim" in err[0] and "pip install" in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_export_format_has_its_packages_checked():
+    """Each format export= accepts has its packages listed, and its check passes or names what to install."""
+    from ultralytics.engine.exporter import export_formats
+
+    from ikd_yolo.errors import UserError
+    from ikd_yolo.exports import EXPORT_NEEDS, check_export_format
+
+    formats = [f for f in export_formats()["Argument"] if f != "-"]
+    assert set(EXPORT_NEEDS) == set(formats)
+    for fmt in formats:
+        try:
+            check_export_format(fmt, device="cpu")
+        except UserError as e:
+            assert "pip install" in str(e) or "CUDA GPU" in str(e), (fmt, str(e))
+
+
+def test_a_read_only_project_folder_gets_one_line(shapes_data, tmp_path):
+    """project= a folder the user cannot write to: one line and exit 2 before anything loads (Ultralytics failed in
+    mkdir, after loading the models, with two chained PermissionError tracebacks). Run as root, the test takes from the
+    process the capability that lets root write into any folder."""
+    import os
+    import shutil
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    cmd = [sys.executable, str(ROOT / "run.py"), f"data={shapes_data}", T, M, f"project={ro}", "epochs=1"]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root writes into any folder, and setpriv is missing to drop that capability")
+        caps = "-dac_override,-dac_read_search"
+        cmd = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--", *cmd]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]
+    assert err[0].startswith("run.py: cannot create the run folder") and "is not writable" in err[0], err
+    assert not any(ro.iterdir())
+
+
+def test_probe_with_a_missing_model_gets_one_line_without_looking_online(shapes_data, tmp_path, monkeypatch, capfd):
+    """Ultralytics looks a missing weights file up on GitHub (two warnings offline); the probe refuses it first."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["probe", "model=nowhere.pt", f"data={shapes_data}"]) == 2
+    out = capfd.readouterr()
+    err = [ln for ln in out.err.splitlines() if ln.strip()]
+    assert err == ["run.py: probe: model=nowhere.pt: no such file; give a trained .pt checkpoint"], err
+    assert "GitHub" not in out.out + out.err
+
+
+def test_resuming_a_run_that_never_saved_says_so(shapes_data, tmp_path, monkeypatch, capfd):
+    """A run killed before the end of its first epoch leaves its folder (args.yaml, ikd.yaml, an empty weights/):
+    resume= on its last.pt says that the run never saved a checkpoint and is to be started again."""
+    from ikd_yolo.trainer import IKDTrainer
+
+    from .helpers import IKD_FAST, PICO
+
+    monkeypatch.chdir(tmp_path)
+    args = dict(data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), epochs=1, project=str(tmp_path))
+    IKDTrainer(overrides=dict(**args, name="killed", **IKD_FAST))  # what a run killed before its first save leaves
+    last = tmp_path / "killed" / "weights" / "last.pt"
+    assert (tmp_path / "killed" / "args.yaml").is_file() and not last.exists()
+    for argv in ([f"resume={last}"], ["resume=True", f"model={last}"]):
+        assert main(argv) == 2
+        err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and "never saved a checkpoint" in err[0] and "start it again" in err[0], err

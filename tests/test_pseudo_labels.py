@@ -186,3 +186,36 @@ def test_refinement_keeps_to_the_classes_the_training_keeps(shapes_data, tmp_pat
     decoded[0, 4:] = torch.tensor([[0.9, 0.0], [0.0, 0.8]])
     (det,) = teacher_detections(decoded, conf=0.5, classes=[1])
     assert det[:, 5].tolist() == [1.0]
+
+
+def test_labels_jpg_shows_the_labels_the_student_trains_on(shapes_data, tmp_path, monkeypatch):
+    """labels.jpg (Ultralytics' plot of the training labels) is drawn after the teacher has refined them, once; it
+    was drawn from the labels as annotated."""
+    import ultralytics.models.yolo.detect.train as detect_train
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    from ikd_yolo.demo import TEACHER_ASSET
+    from ikd_yolo.trainer import IKDTrainer
+
+    from .helpers import IKD_FAST, PICO, Interrupt
+
+    drawn = []
+    monkeypatch.setattr(detect_train, "plot_labels", lambda boxes, cls, **kw: drawn.append(boxes.copy()))
+    args = dict(data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), epochs=1, project=str(tmp_path))
+    trainer = IKDTrainer(overrides=dict(**args, **{**IKD_FAST, "plots": True}))
+    trained = []
+
+    def stop(tr):
+        trained.append(np.concatenate([lb["bboxes"] for lb in tr.train_loader.dataset.labels]))
+        raise Interrupt
+
+    trainer.add_callback("on_train_start", stop)
+    with pytest.raises(Interrupt):
+        trainer.train()
+    data = check_det_dataset(str(shapes_data))
+    annotated = build_yolo_dataset(get_cfg(overrides={"imgsz": IMGSZ}), data["train"], 8, data, mode="train").labels
+    annotated = np.concatenate([lb["bboxes"] for lb in annotated])
+    assert len(drawn) == 1 and np.array_equal(drawn[0], trained[0])
+    assert drawn[0].shape != annotated.shape or not np.allclose(drawn[0], annotated)  # the teacher changed them

@@ -350,9 +350,12 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path)
 
 
 def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
-    """After a NaN epoch, Ultralytics reloads student and projector from last.pt; MGD's generator must follow."""
+    """After a NaN epoch, Ultralytics reloads student and projector from last.pt (whose student and IKD state are
+    stored apart); MGD's generator must follow."""
     import torch
     from ultralytics.utils.torch_utils import unwrap_model
+
+    from ikd_yolo.checkpoint import wrapper_state
 
     trainer = IKDTrainer(
         overrides=dict(
@@ -371,16 +374,18 @@ def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
     trainer.train()
     trainer.save_model()  # a mid-run last.pt (the final one is stripped to the plain student)
     model = unwrap_model(trainer.model)
-    saved = {
-        k: v.clone() for k, v in torch.load(trainer.last, weights_only=False)["ema"].kd_module.state_dict().items()
-    }
+    ckpt = torch.load(trainer.last, weights_only=False)
+    assert type(ckpt["ema"]).__name__ == "DetectionModel"  # the student alone; the rest as tensors beside it
+    saved = {k: v.clone() for k, v in wrapper_state(ckpt).items()}
     with torch.no_grad():
-        for p in model.kd_module.parameters():
-            p.fill_(float("nan"))  # what a diverged epoch leaves behind
+        for part in (model.kd_module, model.projector, model.student_model):
+            for p in part.parameters():
+                p.fill_(float("nan"))  # what a diverged epoch leaves behind
     trainer.loss = torch.tensor(float("nan"))
     assert trainer._handle_nan_recovery(epoch=trainer.start_epoch + 1)
-    for k, v in model.kd_module.state_dict().items():
-        assert torch.equal(v.float(), saved[k].float()), k
+    for k, v in model.state_dict().items():
+        if k.startswith(("kd_module.", "projector.", "student_model.")):
+            assert torch.equal(v.float(), saved[k].float()), k
 
 
 def test_frequency_stop_at_close_mosaic_keeps_the_run_paired_with_one_without_it(shapes_data, teacher_pt, tmp_path):

@@ -19,7 +19,9 @@ DEMO_DATA = dict(n_train=256, n_val=64, imgsz=128, seed=0)
 TEACHER_ASSET = Path(__file__).parents[1] / "assets" / "demo_teacher.pt"
 STUDENT_CFG = str(cfg_file("yolov8-pico.yaml"))
 # Shared by the teacher, the plain student and the IKD student: short, CPU-sized, from scratch.
-COMMON = dict(imgsz=128, batch=16, workers=2, warmup_epochs=0, close_mosaic=5, seed=0, deterministic=False)
+# deterministic: Ultralytics' deterministic algorithms, for a run on a GPU to repeat too (two CPU runs print the same
+# table either way: measured)
+COMMON = dict(imgsz=128, batch=16, workers=2, warmup_epochs=0, close_mosaic=5, seed=0, deterministic=True)
 TEACHER_EPOCHS = 150
 STUDENT_EPOCHS = 30
 
@@ -69,9 +71,23 @@ def run_demo(workdir: str | Path = "runs/ikd_demo", epochs: int = STUDENT_EPOCHS
     )
     ikd.train()
     weights = {"teacher (yolov8n)": teacher, "student, no KD": Path(plain.trainer.best), "student, IKD": Path(ikd.best)}
-    rows = [(name, *_map(w, data), w) for name, w in weights.items()]
-    print(f"\nikd_yolo demo: {epochs} student epochs at imgsz {COMMON['imgsz']}, {time.time() - start:.0f} s in all")
+    scores = {name: _map(w, data) for name, w in weights.items()}
+    print(f"\nikd_yolo demo: {epochs} student epochs at imgsz {COMMON['imgsz']}")
     print(f"{'model':<20} {'mAP50-95':>9} {'mAP50':>7}  weights")
-    for name, m, m50, w in rows:
-        print(f"{name:<20} {m:>9.4f} {m50:>7.4f}  {w}")
+    for name, (m, m50) in scores.items():
+        print(f"{name:<20} {m:>9.4f} {m50:>7.4f}  {_shown(weights[name])}")
+    (ikd_m, ikd_m50), (plain_m, plain_m50) = scores["student, IKD"], scores["student, no KD"]
+    verdict = "above" if ikd_m > plain_m else "not above"
+    print(
+        f"IKD student {verdict} the plain one in this run: {ikd_m - plain_m:+.4f} mAP50-95, {ikd_m50 - plain_m50:+.4f} "
+        f"mAP50 ({time.time() - start:.0f} s in all; BENCHMARKS.md gives the range over seeds)"
+    )
     return weights
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies under it (the same table in any fresh folder)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

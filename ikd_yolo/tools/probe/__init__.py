@@ -61,7 +61,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ...errors import UserError
+from ...errors import UserError, reading
 from .datasets import build_filtered_datasets, split_images
 from .filters import FILTERS, KINDS, filter_image, fourier_filter, frequency_mask
 from .report import MARGIN, SIZES, plot, recommend, retention, table
@@ -141,12 +141,10 @@ def run_probe(
     ``imgsz`` defaults to the training image size stored in ``model`` (else 640) and is used for every model;
     ``max_images`` > 0 probes only the first that many images of the split (sorted by path).
     """
-    from ultralytics import YOLO
     from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import TQDM
     from ultralytics.utils.files import increment_path
 
-    from ..sizeval import evaluate
+    from ...preflight import DATA_FIX
 
     if filter not in FILTERS:
         raise UserError(f"probe: filter={filter} is not one of {', '.join(FILTERS)}")
@@ -154,42 +152,69 @@ def run_probe(
         raise UserError(f"probe: need 0 < small_area <= medium_area, got {small_area} and {medium_area}")
     radii = _radii(radii)
     models = {"teacher": teacher, "student": model} if teacher else {"model": model}
-    yolos = {k: YOLO(str(v)) for k, v in models.items()}
+    yolos = {k: _load_model(k, v) for k, v in models.items()}
     imgsz = int(imgsz or yolos[list(models)[-1]].overrides.get("imgsz") or 640)
-    data_dict = check_det_dataset(str(data))
+    with reading(f"probe: data={data}", DATA_FIX):
+        data_dict = check_det_dataset(str(data))
     images = split_images(data_dict, split)
     if max_images and max_images > 0:
         images = images[: int(max_images)]
     save_dir = increment_path(Path(project or "runs/probe") / (name or "probe"), mkdir=True)
 
-    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="ikd_probe_") as tmp:
         tmp = Path(tmp)
         yamls, median_area, example = build_filtered_datasets(images, data_dict, radii, filter, tmp / "data")
         area_rng = (small_area * median_area, medium_area * median_area)
-        jobs = [(m, key) for m in yolos for key in yamls]
-        bar = TQDM(jobs, desc="probe: evaluating")
-        for m, key in bar:
-            bar.set_description(f"probe: evaluating {m} on {key}")
-            with _quiet():
-                r = evaluate(
-                    yolos[m],
-                    yamls[key],
-                    imgsz=imgsz,
-                    batch=batch,
-                    device="" if device is None else device,
-                    project=tmp / "val",
-                    name=f"{m}_{key}",
-                    area_rng=area_rng,
-                    exist_ok=True,
-                )
-            kind, _, rad = key.partition("_r")
-            rows.append(
-                {"model": m, "weights": str(models[m]), "filter": kind, "radius": float(rad) if rad else None, **r}
+        rows = _evaluate(yolos, models, yamls, tmp / "val", area_rng, imgsz=imgsz, batch=batch, device=device)
+    _save_tables(rows, save_dir, filter, example)
+    lines = recommend(rows, small_area, medium_area)
+    side = math.sqrt(median_area)
+    header = (
+        f"frequency probe ({filter} filters, radius in cycles per image side) on {len(images)} {split} images, "
+        f"imgsz {imgsz}; sizes: small < {area_rng[0]:.0f} px^2, medium < {area_rng[1]:.0f} px^2 "
+        f"(median image {side:.0f}x{side:.0f} px)"
+    )
+    recommendation = ["recommendation (rules: python run.py probe --help):", *[f"  {x}" for x in lines]]
+    report = "\n".join([header, table(rows), "", *recommendation])
+    (save_dir / "probe.txt").write_text(report + "\n")
+    print(report)
+    print(f"\nprobe results saved to {save_dir} (probe.csv, probe.png, probe_examples.jpg, probe.txt)")
+    return {"save_dir": save_dir, "rows": rows, "recommendation": lines}
+
+
+def _evaluate(yolos: dict, models: dict, yamls: dict, val_dir: Path, area_rng, imgsz, batch, device) -> list[dict]:
+    """Each model scored on each (filtered or unfiltered) dataset; the rows in the table's order (by model as given,
+    then unfiltered, low-pass, high-pass, then radius)."""
+    from ultralytics.utils import TQDM
+
+    from ..sizeval import evaluate
+
+    rows: list[dict] = []
+    jobs = [(m, key) for m in yolos for key in yamls]
+    bar = TQDM(jobs, desc="probe: evaluating")
+    for m, key in bar:
+        bar.set_description(f"probe: evaluating {m} on {key}")
+        with _quiet():
+            r = evaluate(
+                yolos[m],
+                yamls[key],
+                imgsz=imgsz,
+                batch=batch,
+                device="" if device is None else device,
+                project=val_dir,
+                name=f"{m}_{key}",
+                area_rng=area_rng,
+                exist_ok=True,
             )
+        kind, _, rad = key.partition("_r")
+        rows.append({"model": m, "weights": str(models[m]), "filter": kind, "radius": float(rad) if rad else None, **r})
     order = {"none": 0, "low": 1, "high": 2}
     rows.sort(key=lambda r: (list(models).index(r["model"]), order[r["filter"]], r["radius"] or 0))
+    return rows
 
+
+def _save_tables(rows: list[dict], save_dir: Path, filter: str, example) -> None:
+    """probe.csv, probe.png and probe_examples.jpg in ``save_dir``."""
     with open(save_dir / "probe.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -199,23 +224,20 @@ def run_probe(
         from ultralytics.utils.patches import imwrite
 
         imwrite(str(save_dir / "probe_examples.jpg"), example)
-    lines = recommend(rows, small_area, medium_area)
-    side = math.sqrt(median_area)
-    report = "\n".join(
-        [
-            f"frequency probe ({filter} filters, radius in cycles per image side) on {len(images)} {split} images, "
-            f"imgsz {imgsz}; sizes: small < {area_rng[0]:.0f} px^2, medium < {area_rng[1]:.0f} px^2 "
-            f"(median image {side:.0f}x{side:.0f} px)",
-            table(rows),
-            "",
-            "recommendation (rules: python run.py probe --help):",
-            *[f"  {x}" for x in lines],
-        ]
-    )
-    (save_dir / "probe.txt").write_text(report + "\n")
-    print(report)
-    print(f"\nprobe results saved to {save_dir} (probe.csv, probe.png, probe_examples.jpg, probe.txt)")
-    return {"save_dir": save_dir, "rows": rows, "recommendation": lines}
+
+
+def _load_model(key: str, weights) -> Any:
+    """``YOLO(weights)``; a file that is missing (Ultralytics would look it up on GitHub, even offline) or not a
+    checkpoint is refused in one line."""
+    from ultralytics import YOLO
+    from ultralytics.utils import ONLINE
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+    path = Path(str(weights))
+    if not path.is_file() and not (path.name in GITHUB_ASSETS_NAMES and path.parent == Path(".") and ONLINE):
+        raise UserError(f"probe: {key}={weights}: no such file; give a trained .pt checkpoint")
+    with reading(f"probe: {key}={weights}", "give a checkpoint saved by Ultralytics"):
+        return YOLO(str(weights))
 
 
 def help_text() -> str:

@@ -1,0 +1,116 @@
+"""A run stopped from outside: Ctrl-C says where it stopped and how to go on, in one line; a run killed at any moment
+leaves checkpoints that plain Ultralytics loads, without ikd_yolo."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ikd_yolo.cli import main
+
+from .helpers import IKD_FAST, IMGSZ, PICO, ROOT, read_results, run_python
+
+pytestmark = pytest.mark.slow  # each test trains in a process of its own
+
+
+def start_run(shapes_data, teacher_pt, project: Path, **extra) -> subprocess.Popen:
+    """python run.py for 30 epochs (far more than the test waits for), one checkpoint per epoch kept; its stderr goes
+    to project/../stderr.txt (read by :func:`finish`), its stdout nowhere."""
+    args = {**IKD_FAST, "data": shapes_data, "teacher": teacher_pt, "model": PICO, "epochs": 30, **extra}
+    argv = [f"{k}={v}" for k, v in args.items()] + [f"project={project}", "name=run", "save_period=1"]
+    with open(project.parent / "stderr.txt", "wb") as err:
+        cmd = [sys.executable, str(ROOT / "run.py"), *argv]
+        return subprocess.Popen(cmd, cwd=project.parent, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def finish(proc: subprocess.Popen, project: Path) -> list[str]:
+    """Wait for the process to end; the non-empty lines of its stderr."""
+    proc.wait(timeout=120)
+    return [ln for ln in (project.parent / "stderr.txt").read_text().splitlines() if ln.strip()]
+
+
+def wait_for(proc: subprocess.Popen, path: Path, timeout: float = 300, settle: float = 1.0) -> None:
+    """Wait until ``path`` exists (the run is still going), then ``settle`` seconds (a file being written)."""
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended ({proc.returncode}) before {path} appeared"
+        assert time.time() < end, f"{path} did not appear"
+        time.sleep(0.05)
+    time.sleep(settle)
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(shapes_data, teacher_pt, tmp_path):
+    """Ctrl-C after the first epoch is saved: one line with the epoch reached and the exact resume= command, exit 130
+    (Ultralytics printed a KeyboardInterrupt traceback)."""
+    proc = start_run(shapes_data, teacher_pt, tmp_path / "runs")
+    last = tmp_path / "runs" / "run" / "weights" / "last.pt"
+    wait_for(proc, last)
+    proc.send_signal(signal.SIGINT)
+    lines = finish(proc, tmp_path / "runs")
+    assert proc.returncode == 130 and len(lines) == 1, lines[-30:]
+    m = re.fullmatch(
+        r"run\.py: interrupted in epoch (\d+) of 30; epochs? (?:1-)?(\d+) (?:is|are) saved in (\S+)\. Resume with: "
+        r"python run\.py resume=(\S+)",
+        lines[0],
+    )
+    assert m, lines[0]
+    reached, saved = int(m[1]), int(m[2])
+    assert 1 <= saved <= reached and Path(m[3]) == last and Path(m[4]) == last
+
+
+def test_ctrl_c_before_the_first_save_says_there_is_nothing_to_resume(shapes_data, teacher_pt, tmp_path):
+    proc = start_run(shapes_data, teacher_pt, tmp_path / "runs")
+    wait_for(proc, tmp_path / "runs" / "run" / "args.yaml", settle=0)  # the run folder exists, set-up has begun
+    proc.send_signal(signal.SIGINT)
+    lines = finish(proc, tmp_path / "runs")
+    assert proc.returncode == 130 and len(lines) == 1, lines[-30:]
+    assert re.fullmatch(
+        r"run\.py: interrupted (in epoch 1 of 30, before the first epoch was saved|before training "
+        r"started): nothing to resume; start the run again",
+        lines[0],
+    ), lines
+    assert not (tmp_path / "runs").exists()  # the folders the run made are removed
+
+
+def test_checkpoints_of_a_killed_run_load_and_validate_without_ikd_yolo(shapes_data, teacher_pt, tmp_path):
+    """kill -9 in the middle of a run: its last.pt, best.pt and epochN.pt load, validate and predict in a process
+    where ikd_yolo cannot be imported (they pickled the IKD wrapper); the run then resumes from that last.pt."""
+    proc = start_run(shapes_data, teacher_pt, tmp_path / "runs", kd_loss="mgd", epochs=5)  # mgd: blocks of its own
+    weights = tmp_path / "runs" / "run" / "weights"
+    wait_for(proc, weights / "epoch2.pt")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    files = [str(weights / f) for f in ("last.pt", "best.pt", "epoch1.pt", "epoch2.pt")]
+    code = f"""
+import sys
+sys.modules["ikd_yolo"] = None  # make `import ikd_yolo` fail
+try:
+    import ikd_yolo
+    raise SystemExit("ikd_yolo importable")
+except ImportError:
+    pass
+import torch
+from ultralytics import YOLO
+for f in {files!r}:
+    m = YOLO(f)
+    assert type(m.model).__name__ == "DetectionModel", (f, type(m.model))
+    r = m.val(data={str(shapes_data)!r}, imgsz={IMGSZ}, batch=8, plots=False, workers=0)
+    assert 0 <= r.box.map <= 1
+    m.predict(torch.rand(1, 3, {IMGSZ}, {IMGSZ}), verbose=False)
+    print("loaded", f, torch.load(f, weights_only=False)["epoch"])
+"""
+    out = run_python(code, cwd=tmp_path).stdout
+    assert out.count("loaded") == 4
+    # the killed run's last.pt still resumes: its IKD state (projector, mgd blocks, gains) sits beside the student
+    from ikd_yolo.checkpoint import wrapper_state
+
+    state = wrapper_state(torch.load(weights / "last.pt", weights_only=False))
+    assert any(k.startswith("kd_module.") for k in state) and "kd_gain" in state
+    assert main([f"resume={weights / 'last.pt'}"]) == 0
+    assert int(read_results(weights.parent)[-1]["epoch"]) == 5
