@@ -82,6 +82,58 @@ def _round_into_ball(x32: torch.Tensor, clean: torch.Tensor, clean32: torch.Tens
     return out
 
 
+def _check_arguments(images: torch.Tensor, eps: float, step: float, steps: int, di_prob: float, di_rate: float):
+    """Refuse the arguments :func:`mi_di_fgsm` cannot attack with (TypeError, ValueError naming the argument)."""
+    if not images.is_floating_point():
+        raise TypeError(f"mi_di_fgsm needs floating-point images in [0, 1], got {images.dtype}")
+    if images.ndim != 4:
+        raise ValueError(f"mi_di_fgsm needs an (N, C, H, W) batch, got shape {tuple(images.shape)}")
+    if steps < 0 or int(steps) != steps:
+        raise ValueError(f"steps must be a non-negative integer, got {steps}")
+    if eps < 0 or step < 0:
+        raise ValueError(f"eps and step must be non-negative, got eps={eps}, step={step}")
+    if not 0.0 <= di_prob <= 1.0:
+        raise ValueError(f"di_prob must be in [0, 1], got {di_prob}")
+    if not 0.0 < di_rate <= 1.0:
+        raise ValueError(f"di_rate must be in (0, 1], got {di_rate}")
+
+
+def _diversity_scale(di_prob: float, di_rate: float, generator: torch.Generator | None) -> float:
+    """One step's input-diversity factor: ``r ~ U[di_rate, 1)`` with probability ``di_prob``, else 1."""
+    scale = 1.0
+    if di_prob > 0.0 and (di_prob >= 1.0 or _uniform(generator) < di_prob):
+        scale = di_rate + (1.0 - di_rate) * _uniform(generator)
+    return scale
+
+
+def _input_gradient(
+    loss_fn: Callable[[torch.Tensor, float], torch.Tensor], x32: torch.Tensor, scale: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float32 gradient of ``loss_fn`` on ``x32`` diversified by ``scale`` (in ``dtype``) with respect to
+    ``x32`` (the input only, under ``torch.enable_grad()`` so that it works inside ``torch.no_grad()``), and the
+    loss."""
+    with torch.enable_grad():
+        leaf = x32.detach().requires_grad_(True)
+        loss = loss_fn(diversify(leaf, scale).to(dtype), scale)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError("loss_fn must return a scalar tensor")
+        (grad,) = torch.autograd.grad(loss.reshape(()), leaf)
+    return grad.float(), loss
+
+
+def _momentum_step(x32, momentum, grad, decay: float, step: float, lower, upper, carry_nan: bool):
+    """One MI-FGSM update in float32: the gradient L1-normalised per sample into the momentum, a signed step,
+    the projection onto ``[lower, upper]``; ``carry_nan``: a sample with a non-finite gradient comes out NaN.
+    Returns the new image and momentum."""
+    tiny = torch.finfo(torch.float32).tiny
+    grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(tiny)  # L1 normalisation per sample
+    momentum = decay * momentum + grad
+    x32 = torch.minimum(torch.maximum(x32 + step * momentum.sign(), lower), upper)
+    if carry_nan:  # sign(NaN) is 0: carry a bad gradient into the sample as NaN (inf * 0 is NaN too)
+        x32 = x32 + 0.0 * momentum.sum(dim=(1, 2, 3), keepdim=True)
+    return x32, momentum
+
+
 def mi_di_fgsm(
     loss_fn: Callable[[torch.Tensor, float], torch.Tensor],
     images: torch.Tensor,
@@ -121,24 +173,9 @@ def mi_di_fgsm(
     Raises:
         AttackFailed: the gradient of some step is NaN or infinite (``check_finite``).
 
-    Notes:
-        Only the input is differentiated (``torch.autograd.grad``); no parameter ``.grad`` is created or changed.
-        The update arithmetic (normalisation, momentum, projection) runs in float32 whatever the input dtype. The
-        loss runs under ``torch.enable_grad()``, so calling this inside ``torch.no_grad()`` works.
+    Only the input is differentiated (module docstring); the update runs in float32 (:func:`_momentum_step`).
     """
-    if not images.is_floating_point():
-        raise TypeError(f"mi_di_fgsm needs floating-point images in [0, 1], got {images.dtype}")
-    if images.ndim != 4:
-        raise ValueError(f"mi_di_fgsm needs an (N, C, H, W) batch, got shape {tuple(images.shape)}")
-    if steps < 0 or int(steps) != steps:
-        raise ValueError(f"steps must be a non-negative integer, got {steps}")
-    if eps < 0 or step < 0:
-        raise ValueError(f"eps and step must be non-negative, got eps={eps}, step={step}")
-    if not 0.0 <= di_prob <= 1.0:
-        raise ValueError(f"di_prob must be in [0, 1], got {di_prob}")
-    if not 0.0 < di_rate <= 1.0:
-        raise ValueError(f"di_rate must be in (0, 1], got {di_rate}")
-
+    _check_arguments(images, eps, step, steps, di_prob, di_rate)
     clean = images.detach()
     if steps == 0:
         return clean.clone()
@@ -147,26 +184,13 @@ def mi_di_fgsm(
     upper = (clean32 + eps).clamp_(0.0, 1.0)
     x32 = clean32.clone()
     momentum = torch.zeros_like(clean32)
-    tiny = torch.finfo(torch.float32).tiny
 
     for i in range(int(steps)):
-        scale = 1.0
-        if di_prob > 0.0 and (di_prob >= 1.0 or _uniform(generator) < di_prob):
-            scale = di_rate + (1.0 - di_rate) * _uniform(generator)
-        with torch.enable_grad():
-            leaf = x32.detach().requires_grad_(True)
-            loss = loss_fn(diversify(leaf, scale).to(clean.dtype), scale)
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise ValueError("loss_fn must return a scalar tensor")
-            (grad,) = torch.autograd.grad(loss.reshape(()), leaf)
-        grad = grad.float()
+        scale = _diversity_scale(di_prob, di_rate, generator)
+        grad, loss = _input_gradient(loss_fn, x32, scale, clean.dtype)
         if check_finite and not bool(torch.isfinite(grad).all()):
             raise AttackFailed(f"non-finite input gradient at attack step {i + 1}/{steps} (loss={loss.item():.4g})")
-        grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(tiny)  # L1 normalisation per sample
-        momentum = decay * momentum + grad
-        x32 = torch.minimum(torch.maximum(x32 + step * momentum.sign(), lower), upper)
-        if not check_finite:  # sign(NaN) is 0: carry a bad gradient into the sample as NaN (inf * 0 is NaN too)
-            x32 = x32 + 0.0 * momentum.sum(dim=(1, 2, 3), keepdim=True)
+        x32, momentum = _momentum_step(x32, momentum, grad, decay, step, lower, upper, carry_nan=not check_finite)
 
     return _round_into_ball(x32, clean, clean32, eps).detach()
 
