@@ -1,0 +1,88 @@
+"""The student's BatchNorm on the adversarial images (``adv_bn``), and the slicing of one forward into two groups.
+
+By default (``split``) the adversarial images run in the same student forward as the clean batch (one student pass
+fewer: the step on a GPU is bound by the CPU's launches), but every BatchNorm layer normalises each group by its own
+batch statistics and updates the running statistics from the clean group only (:func:`split_bn_statistics`), so
+evaluation statistics describe clean images; ``joint`` shares the batch statistics and the running-statistics update
+between the two groups (the adversarial images then set the statistics under which the clean images' loss is
+computed); ``batch`` gives them a forward of their own in train mode (their own batch statistics: the numbers of
+``split``) that leaves the running statistics as they were (:func:`frozen_bn_statistics`); ``running`` normalises
+them by the running statistics instead (:func:`running_bn_statistics`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ONE_FORWARD = ("joint", "split")  # adv_bn modes whose student sees the clean and adversarial images in one forward
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(model: nn.Module):
+    """Run ``model`` in train mode without updating its BatchNorm running statistics."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
+@contextlib.contextmanager
+def running_bn_statistics(model: nn.Module):
+    """Run ``model`` with its BatchNorm layers normalising by their running statistics (eval mode), which stay as
+    they are; every other layer keeps its mode. Gradients flow through the fixed normalisation."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.train()
+
+
+@contextlib.contextmanager
+def split_bn_statistics(model: nn.Module, n_first: int):
+    """Run ``model`` in train mode on a batch whose first ``n_first`` samples and the rest are each normalised by
+    their own batch statistics, in one forward: the running statistics move with the first group only. The same
+    numbers as two forwards, the second under :func:`frozen_bn_statistics`, with one pass through the model."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+
+    def grouped(m):
+        plain = type(m).forward
+
+        def forward(x):
+            first = plain(m, x[:n_first])  # as the module's own forward: running statistics, num_batches_tracked
+            rest = F.batch_norm(x[n_first:], None, None, m.weight, m.bias, True, 0.0, m.eps)
+            return torch.cat([first, rest])
+
+        return forward
+
+    for m in bns:
+        m.forward = grouped(m)
+    try:
+        yield
+    finally:
+        for m in bns:
+            vars(m).pop("forward", None)
+
+
+def take(obj, index: slice):
+    """``obj`` (a tensor, or lists, tuples and dicts of them, as Ultralytics' training outputs) sliced on the batch
+    dimension."""
+    if isinstance(obj, torch.Tensor):
+        return obj[index]
+    if isinstance(obj, dict):
+        return {k: take(v, index) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(take(v, index) for v in obj)
+    return obj
