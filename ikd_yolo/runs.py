@@ -3,18 +3,23 @@
 A run that fails before its first epoch is saved removes the folders it created (:func:`folder_to_create`,
 :func:`discard_folders`); one stopped by Ctrl-C says where it stopped and the exact ``resume=`` command
 (:func:`interrupted_message`); ``resume=`` of a run that never saved a checkpoint says so
-(:func:`check_has_checkpoint`).
+(:func:`check_has_checkpoint`); a resumed run's data pipeline goes on with random streams of its own
+(:func:`reseed_data_pipeline`).
 """
 
 from __future__ import annotations
 
+import random
 import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
 from ultralytics.cfg import get_cfg, get_save_dir
 
 from .errors import UserError
+from .frequency import SourceImageFrequency
 
 
 def folder_to_create(cfg: dict, overrides: dict) -> Path | None:
@@ -94,3 +99,19 @@ def interrupted_message(trainer) -> str:
         return f"interrupted after the last epoch: the trained student is {best}"
     done = f"epochs 1-{saved + 1} are" if saved > 0 else "epoch 1 is"
     return f"interrupted {reached}; {done} saved in {last}. Resume with: python run.py resume={shlex.quote(str(last))}"
+
+
+def reseed_data_pipeline(loader, seed: int) -> None:
+    """Reseed the random streams of a training ``loader``'s pipeline from ``seed`` (Python's, NumPy's, torch's, the
+    loader's generator and the source-stage frequency augmentation's own) and restart it: a resumed run's streams
+    (Ultralytics seeds them alike in every run, so a resumed run would replay epoch 1's augmentations)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if getattr(loader, "generator", None) is not None:
+        loader.generator.manual_seed(seed)
+    hook = SourceImageFrequency.installed(loader.dataset)
+    if hook is not None:  # its own stream, seeded from random's (new) state
+        hook.reset_stream()
+    if hasattr(loader, "reset"):
+        loader.reset()

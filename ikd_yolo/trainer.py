@@ -13,7 +13,7 @@ what happens at each epoch and batch. Each mechanism lives in its own module:
 - the model is :class:`ikd_yolo.model.IKDDistillationModel`, also when resuming (Ultralytics would rebuild its base
   class there and silently drop the IKD loss); the trainer drives it through its per-batch ``set_iteration``,
   per-epoch ``start_epoch`` and ``pop_epoch_stats``;
-- the schedule and the weight calibration are :mod:`ikd_yolo.schedule`.
+- the schedule and the weight calibration are :mod:`ikd_yolo.schedule`; what the run logs is :mod:`ikd_yolo.run_log`.
 
 The few overrides of Ultralytics' private methods sit together at the end of the class.
 """
@@ -21,32 +21,38 @@ The few overrides of Ultralytics' private methods sit together at the end of the
 from __future__ import annotations
 
 import os
-import random
 import time
 from copy import copy
 from dataclasses import replace
 
-import numpy as np
 import torch
-import yaml
 from ultralytics.cfg import cfg2dict
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.distill_model import DistillationModel
-from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK, IterableSimpleNamespace, colorstr
+from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK, IterableSimpleNamespace
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .checkpoint import drop_ikd_state, restore, restore_kd_module, saving, strip_to_student, wrapper_checkpoints
 from .config import KEYS, IKDConfig, default_settings
-from .frequency import SourceImageFrequency, epoch_branch_fractions, frequency_augmentations
+from .frequency import SourceImageFrequency, frequency_augmentations
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
 from .pseudo_labels import refine_dataset
-from .runs import discard_folders, folder_to_create, resume_in_place
+from .run_log import (
+    PREFIX,
+    log_adversarial_switch,
+    log_branch_fractions,
+    log_settings,
+    save_gains,
+    teacher_freezing_held,
+    warn_attack_stats,
+    warn_dominant_terms,
+    warn_idle_adversarial_term,
+)
+from .runs import discard_folders, folder_to_create, reseed_data_pipeline, resume_in_place
 from .schedule import in_projector_warmup, kd_scale, kd_stop_epoch
 from .teacher import check_teacher_data, check_teacher_student, load_teacher
-
-PREFIX = colorstr("IKD: ")
 
 
 class IKDTrainer(DetectionTrainer):
@@ -90,12 +96,9 @@ class IKDTrainer(DetectionTrainer):
             # of every node, not the length of this node's device list, which Ultralytics would take
             self.world_size = int(os.environ["WORLD_SIZE"])
         if RANK in {-1, 0}:
-            self.warn_idle_adversarial_term()
-            (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(self.ikd.to_dict(), sort_keys=False))
-            LOGGER.info(
-                f"{PREFIX}teacher={self.args.distill_model} "
-                + ", ".join(f"{k}={v}" for k, v in self.ikd.to_dict().items())
-            )
+            on = min(self.adversarial_epochs(), self.kd_epochs())  # the epochs the adversarial term is on
+            warn_idle_adversarial_term(self.ikd, self.epochs, on)
+            log_settings(self.ikd, self.args.distill_model, self.save_dir)
 
     def setup_model(self):
         """Build (or, on resume, rebuild) the IKD wrapper around the student, after checking it against the teacher."""
@@ -136,17 +139,6 @@ class IKDTrainer(DetectionTrainer):
         """Number of epochs, from the first, in which the KD terms act (all but the close_mosaic ones by default)."""
         return kd_stop_epoch(self.epochs, self.args.close_mosaic, self.ikd.kd_close_mosaic_off)
 
-    def warn_idle_adversarial_term(self) -> None:
-        """Say so when the adversarial term is on but a short run leaves it no epoch to act in: it is on in the first
-        ``adv_epochs`` of the epochs, and the KD terms act after ``kd_warmup_epochs`` and before ``close_mosaic``."""
-        on, warmup = min(self.adversarial_epochs(), self.kd_epochs()), self.ikd.kd_warmup_epochs
-        if self.ikd.adv_aug and self.ikd.adv_weight > 0 and on <= warmup:
-            LOGGER.warning(
-                f"{PREFIX}the adversarial term never acts in this {self.epochs}-epoch run: it is on for the first "
-                f"{on} epoch(s) (adv_epochs={self.ikd.adv_epochs:g}, before the close_mosaic epochs) and the KD terms "
-                f"start after kd_warmup_epochs={warmup:g}: train longer, raise adv_epochs, or lower kd_warmup_epochs"
-            )
-
     def adversarial_epochs(self) -> int:
         """Number of epochs, from the first, during which the adversarial term is on."""
         return round(self.ikd.adv_epochs * self.epochs) if self.ikd.adv_aug else 0
@@ -165,11 +157,7 @@ class IKDTrainer(DetectionTrainer):
         active = self.epoch < self.adversarial_epochs()
         changed = active != model.adv_active or self.epoch == self.start_epoch
         if RANK in {-1, 0} and self.ikd.adv_aug and changed:
-            warmup = self.ikd.kd_warmup_epochs
-            ahead = active and self.epoch < warmup  # not after a resume past the warm-up
-            held = f" (scaled to 0 in the first {warmup:g} epoch(s): kd_warmup_epochs)" if ahead else ""
-            on = "on" if active else "off"
-            LOGGER.info(f"{PREFIX}adversarial term {on} from epoch {self.epoch + 1}{held}")
+            log_adversarial_switch(active, self.epoch, self.ikd.kd_warmup_epochs)
         model.start_epoch(adv_active=active)
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
@@ -209,42 +197,14 @@ class IKDTrainer(DetectionTrainer):
         """Log the epoch's augmentation branches, the calibrated gains (once), dominance warnings, skipped attacks."""
         if RANK not in {-1, 0}:
             return
-        fractions = epoch_branch_fractions(self.train_loader.dataset)
-        self.freq_fractions = fractions or {}
-        if fractions is not None:
-            LOGGER.info(
-                f"{PREFIX}frequency augmentation this epoch: "
-                + ", ".join(f"{k} {v:.1%}" for k, v in self.freq_fractions.items())
-            )
+        self.freq_fractions = log_branch_fractions(self.train_loader.dataset)
         stats = unwrap_model(self.model).pop_epoch_stats()
         if not self._gains_logged and stats["gains"] is not None:
             self._gains_logged = True
-            gains = stats["gains"]
-            if self.ikd.kd_balance > 0:
-                LOGGER.info(
-                    f"{PREFIX}kd_balance={self.ikd.kd_balance} calibrated gains: "
-                    + ", ".join(f"{k} x{v:.4g}" for k, v in gains.items())
-                )
-            ikd_yaml = {**self.ikd.to_dict(), "kd_gains": gains}
-            (self.save_dir / "ikd.yaml").write_text(yaml.safe_dump(ikd_yaml, sort_keys=False))
+            save_gains(stats["gains"], self.ikd, self.save_dir)
         if self.epoch >= 1 and self.tloss:
-            det = sum(float(self.tloss[k]) for k in ("box_loss", "cls_loss", "dfl_loss") if k in self.tloss)
-            for column in KD_TERMS.values():
-                value = float(self.tloss.get(column, 0.0))
-                if column not in self._warned_terms and det > 0 and value > 2 * det:
-                    self._warned_terms.add(column)
-                    LOGGER.warning(
-                        f"{PREFIX}{column} {value:.3g} is {value / det:.1f}x the detection loss {det:.3g} in epoch "
-                        f"{self.epoch + 1}: distillation dominates training; "
-                        + ("lower kd_balance" if self.ikd.kd_balance > 0 else "lower its weight or set kd_balance=0.03")
-                    )
-        if stats["adv_skipped"]:
-            LOGGER.warning(f"{PREFIX}adversarial term skipped on {stats['adv_skipped']} batch(es): not finite")
-        if stats["attack_failures"]:
-            LOGGER.warning(
-                f"{PREFIX}the attack's gradient was not finite on {stats['attack_failures']} image(s) this epoch: "
-                "they were used unperturbed"
-            )
+            warn_dominant_terms(self.tloss, KD_TERMS.values(), self.epoch, self._warned_terms, self.ikd.kd_balance)
+        warn_attack_stats(stats)
 
     def save_metrics(self, metrics: dict):
         """Add the frequency-augmentation branch fractions of the epoch to results.csv."""
@@ -290,19 +250,8 @@ class IKDTrainer(DetectionTrainer):
 
     def _setup_train(self):
         """Ultralytics' set-up, with its one log line per frozen teacher tensor folded into one line."""
-        dropped = []
-
-        def fold(record) -> bool:
-            if str(record.msg).startswith("Freezing layer 'teacher_model."):
-                dropped.append(record)
-                return False
-            return True
-
-        LOGGER.addFilter(fold)
-        try:
+        with teacher_freezing_held() as dropped:
             super()._setup_train()
-        finally:
-            LOGGER.removeFilter(fold)
         if dropped and RANK in {-1, 0}:
             LOGGER.info(f"{PREFIX}teacher frozen ({len(dropped)} parameter tensors)")
         if self.refines_dataset():
@@ -353,16 +302,7 @@ class IKDTrainer(DetectionTrainer):
         super().resume_training(ckpt)
         if self.start_epoch > 0 and getattr(self, "train_loader", None) is not None:
             seed = (self.args.seed + 1 + max(RANK, 0) + 1_000_003 * self.start_epoch) % 2**32
-            random.seed(seed)
-            np.random.seed(seed)
-            torch.manual_seed(seed)
-            if getattr(self.train_loader, "generator", None) is not None:
-                self.train_loader.generator.manual_seed(seed)
-            hook = SourceImageFrequency.installed(self.train_loader.dataset)
-            if hook is not None:  # its own stream, seeded from random's (new) state
-                hook.reset_stream()
-            if hasattr(self.train_loader, "reset"):
-                self.train_loader.reset()
+            reseed_data_pipeline(self.train_loader, seed)
 
     def _setup_ddp(self):
         """Ultralytics' DDP set-up, also for an external ``torchrun`` whose processes per node differ from ``device``.
