@@ -60,9 +60,8 @@ def fixed_batch(imgsz: int, batch: int, device) -> dict:
     return common.fixed_batch(make_shapes_dataset(root, n_train=batch, n_val=1, imgsz=imgsz, seed=0), batch, device)
 
 
-def run_one(method: str, a) -> dict:
-    """Time ``a.steps`` training steps of one method in this process; return its figures."""
-    import torch
+def build_model(method: str, a, device):
+    """The model one method trains, in train mode: the student alone, Ultralytics' wrapper or the IKD one."""
     from ultralytics.cfg import get_cfg, smart_value
     from ultralytics.nn.distill_model import DistillationModel
     from ultralytics.nn.tasks import DetectionModel
@@ -70,9 +69,6 @@ def run_one(method: str, a) -> dict:
     from ikd_yolo.config import IKDConfig, default_settings
     from ikd_yolo.model import IKDDistillationModel
 
-    torch.manual_seed(0)
-    cuda = a.device not in ("cpu", "")
-    device = torch.device(f"cuda:{a.device}" if cuda and a.device.isdigit() else ("cuda" if cuda else "cpu"))
     args = get_cfg(overrides={"imgsz": a.imgsz})
     student = DetectionModel(a.student, nc=4, verbose=False).to(device)
     student.args = args
@@ -92,7 +88,34 @@ def run_one(method: str, a) -> dict:
             ikd = IKDConfig.from_mapping({**default_settings(), **{k: smart_value(v) for k, v in changed.items()}})
             model = IKDDistillationModel(teacher_model=teacher, student_model=student, ikd=ikd)
         model.args = args
-    model.train()
+    return model.train()
+
+
+def profile_steps(method: str, train_step, a, device, cuda: bool) -> None:
+    """Append to ``a.profile`` where 3 more steps' time goes: the top operators by own time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            train_step()
+        if cuda:
+            torch.cuda.synchronize(device)
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=a.profile_rows)
+    with open(a.profile, "a") as f:
+        f.write(f"\n=== {method}: 3 steps, sorted by {sort} ===\n{table}\n")
+
+
+def run_one(method: str, a) -> dict:
+    """Time ``a.steps`` training steps of one method in this process; return its figures."""
+    import torch
+
+    torch.manual_seed(0)
+    cuda = a.device not in ("cpu", "")
+    device = torch.device(f"cuda:{a.device}" if cuda and a.device.isdigit() else ("cuda" if cuda else "cpu"))
+    model = build_model(method, a, device)
     params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("teacher_model.")]
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
@@ -122,19 +145,8 @@ def run_one(method: str, a) -> dict:
             times.append(time.perf_counter() - t)
         assert torch.isfinite(loss).all(), f"{method}: non-finite loss {loss}"
     times.sort()
-    if a.profile:  # where one step's time goes, after the timed steps: the top operators by own time
-        from torch.profiler import ProfilerActivity, profile
-
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        with profile(activities=activities) as prof:
-            for _ in range(3):
-                train_step()
-            if cuda:
-                torch.cuda.synchronize(device)
-        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-        table = prof.key_averages().table(sort_by=sort, row_limit=a.profile_rows)
-        with open(a.profile, "a") as f:
-            f.write(f"\n=== {method}: 3 steps, sorted by {sort} ===\n{table}\n")
+    if a.profile:  # where one step's time goes, after the timed steps
+        profile_steps(method, train_step, a, device, cuda)
     return {
         "method": method,
         "step_ms": 1000 * times[len(times) // 2],
@@ -144,7 +156,7 @@ def run_one(method: str, a) -> dict:
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--student", default="yolov8n.yaml")
     p.add_argument("--teacher", default="yolov8s.yaml")
@@ -166,12 +178,11 @@ def main() -> None:
     p.add_argument("--profile-rows", type=int, default=25, help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run a single method in this process
-    a = p.parse_args()
-    if a.one:
-        print("RESULT " + json.dumps(run_one(a.one, a)))
-        return
+    return p.parse_args()
 
-    names = a.methods.split(",")
+
+def run_rounds(a, names: list[str]) -> list[list[dict]]:
+    """Every method of ``names`` in a fresh process, ``a.rounds`` times in turn: each round's figures."""
     rounds: list[list[dict]] = []
     for r in range(a.rounds):
         rounds.append([])
@@ -187,6 +198,17 @@ def main() -> None:
                 sys.exit(f"{method} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
             rounds[-1].append(json.loads(line[0][7:]))
             print(f"  round {r + 1}, {method}: {rounds[-1][-1]['step_ms']:.1f} ms/step", flush=True)
+    return rounds
+
+
+def main() -> None:
+    a = parse_args()
+    if a.one:
+        print("RESULT " + json.dumps(run_one(a.one, a)))
+        return
+
+    names = a.methods.split(",")
+    rounds = run_rounds(a, names)
     rows = []
     for i in range(len(names)):  # each method's fastest round; every round's median kept in the json
         runs = [rnd[i] for rnd in rounds]

@@ -123,6 +123,24 @@ def _nan_if_missing(x: float) -> float:
     return float("nan") if x < 0 else float(x)
 
 
+def _renumber_images(gt: dict, predictions: list) -> None:
+    """Give the images of ``gt`` and ``predictions`` (copies, changed in place) sequential int ids, and the ground
+    truth the fields pycocotools needs: it sorts image ids, which fails for a mix of int and str stems."""
+    ids = {img["id"]: k + 1 for k, img in enumerate(gt["images"])}
+    for img in gt["images"]:
+        img["id"] = ids[img["id"]]
+    for ann in gt["annotations"]:
+        ann["image_id"] = ids[ann["image_id"]]
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", ann["bbox"][2] * ann["bbox"][3])
+    gt.setdefault("categories", [{"id": c} for c in sorted({a["category_id"] for a in gt["annotations"]})])
+    unknown = {p["image_id"] for p in predictions} - ids.keys()
+    if unknown:
+        raise ValueError(f"predictions for images missing from the ground truth: {sorted(map(str, unknown))[:5]}")
+    for p in predictions:
+        p["image_id"] = ids[p["image_id"]]
+
+
 def coco_size_ap(
     gt: dict | str | Path, predictions: list | str | Path, area_rng: tuple[float, float] = COCO_AREA_RNG
 ) -> dict[str, float]:
@@ -146,21 +164,7 @@ def coco_size_ap(
     if not 0 < small_max <= medium_max:
         raise ValueError(f"area_rng must be (small_max, medium_max) with 0 < small_max <= medium_max, got {area_rng}")
     gt, predictions = _load(gt), _load(predictions)
-    # pycocotools sorts image ids, which fails for a mix of int and str stems: score with sequential int ids.
-    ids = {img["id"]: k + 1 for k, img in enumerate(gt["images"])}
-    for img in gt["images"]:
-        img["id"] = ids[img["id"]]
-    for ann in gt["annotations"]:
-        ann["image_id"] = ids[ann["image_id"]]
-        ann.setdefault("iscrowd", 0)
-        ann.setdefault("area", ann["bbox"][2] * ann["bbox"][3])
-    gt.setdefault("categories", [{"id": c} for c in sorted({a["category_id"] for a in gt["annotations"]})])
-    unknown = {p["image_id"] for p in predictions} - ids.keys()
-    if unknown:
-        raise ValueError(f"predictions for images missing from the ground truth: {sorted(map(str, unknown))[:5]}")
-    for p in predictions:
-        p["image_id"] = ids[p["image_id"]]
-
+    _renumber_images(gt, predictions)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints every step
         coco_gt = COCO()
         coco_gt.dataset = gt
@@ -240,7 +244,12 @@ def evaluate(
     if name is not None:
         args["name"] = name
     metrics = yolo.val(validator=_SizeValidator, **args)
-    validator = made[-1]
+    return _score_by_size(made[-1], metrics, area_rng)
+
+
+def _score_by_size(validator: Any, metrics: Any, area_rng: tuple[float, float]) -> dict[str, float]:
+    """:func:`evaluate`'s result from its finished validator and metrics: Ultralytics' mAP and the predictions scored
+    by object size (:func:`coco_size_ap`); ``ground_truth.json`` and ``size_ap.json`` are written in its run folder."""
     save_dir = Path(validator.save_dir)
     gt = coco_ground_truth(validator.dataloader.dataset.im_files, validator.class_map, bool(validator.args.single_cls))
     (save_dir / "ground_truth.json").write_text(json.dumps(gt))
