@@ -35,12 +35,7 @@ def median_ms(fn, n: int, sync) -> float:
     return 1000 * times[len(times) // 2]
 
 
-def main() -> None:
-    import numpy as np
-    import torch
-    from ultralytics import YOLO
-    from ultralytics.nn.autobackend import AutoBackend
-
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("weights")
     p.add_argument("--imgsz", type=int, default=640)
@@ -49,8 +44,42 @@ def main() -> None:
     p.add_argument("--half", action="store_true", help="fp16 export (TensorRT engine) and fp16 PyTorch row")
     p.add_argument("--n", type=int, default=50, help="timed runs per row")
     p.add_argument("--json")
-    a = p.parse_args()
+    return p.parse_args()
 
+
+def export_row(fmt: str, a, x, ref, dev, sync) -> dict:
+    """Export the student to ``fmt``, run it on ``x``: its row (latency, largest difference from ``ref``), or the
+    reason it was skipped."""
+    import numpy as np
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.nn.autobackend import AutoBackend
+
+    try:
+        f = YOLO(a.weights).export(
+            format=fmt, imgsz=a.imgsz, quantize=16 if a.half and fmt == "engine" else None, device=a.device
+        )
+    except Exception as e:  # a missing runtime or toolkit is a result to report, not a crash
+        return {"format": fmt, "skipped": f"{type(e).__name__}: {str(e)[:200]}"}
+    backend = AutoBackend(f, device=dev, fp16=a.half and fmt == "engine", verbose=False)
+    xin = x.half() if backend.fp16 else x
+    with torch.no_grad():
+        out = backend(xin)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        out = torch.as_tensor(np.asarray(out.cpu()) if not isinstance(out, torch.Tensor) else out).float().to(dev)
+        return {
+            "format": fmt + (" fp16" if backend.fp16 else ""),
+            "file": str(f),
+            "ms": median_ms(lambda b=backend, xi=xin: b(xi), a.n, sync),
+            "max_abs_diff": float((out - ref).abs().max()),
+        }
+
+
+def main() -> None:
+    import torch
+    from ultralytics.nn.autobackend import AutoBackend
+
+    a = parse_args()
     cuda = a.device != "cpu" and torch.cuda.is_available()
     dev = torch.device(f"cuda:{a.device}" if cuda else "cpu")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -75,27 +104,7 @@ def main() -> None:
             )
 
     for fmt in a.formats.split(","):
-        try:
-            f = YOLO(a.weights).export(
-                format=fmt, imgsz=a.imgsz, quantize=16 if a.half and fmt == "engine" else None, device=a.device
-            )
-        except Exception as e:  # a missing runtime or toolkit is a result to report, not a crash
-            rows.append({"format": fmt, "skipped": f"{type(e).__name__}: {str(e)[:200]}"})
-            continue
-        backend = AutoBackend(f, device=dev, fp16=a.half and fmt == "engine", verbose=False)
-        xin = x.half() if backend.fp16 else x
-        with torch.no_grad():
-            out = backend(xin)
-            out = out[0] if isinstance(out, (list, tuple)) else out
-            out = torch.as_tensor(np.asarray(out.cpu()) if not isinstance(out, torch.Tensor) else out).float().to(dev)
-            rows.append(
-                {
-                    "format": fmt + (" fp16" if backend.fp16 else ""),
-                    "file": str(f),
-                    "ms": median_ms(lambda b=backend, xi=xin: b(xi), a.n, sync),
-                    "max_abs_diff": float((out - ref).abs().max()),
-                }
-            )
+        rows.append(export_row(fmt, a, x, ref, dev, sync))
     device = torch.cuda.get_device_name(dev) if cuda else (platform.processor() or platform.machine())
     print(f"\n{a.weights}, imgsz {a.imgsz}, batch 1, {device}, {datetime.date.today()}; median of {a.n} runs")
     print(f"{'format':<16} {'ms':>8} {'max |diff| vs fp32':>20}")

@@ -153,6 +153,36 @@ def score_run(run: Path, name: str, data: Path, imgsz: int) -> float:
     return r["map50_95"]
 
 
+def markdown_table(arms: list[str], conditions: list[str], scores: dict) -> str:
+    """The results as a markdown table: each arm's mean over the seeds per condition and, after the first (the
+    reference), its paired difference from it."""
+    ref = arms[0]
+    lines = [
+        f"Command: `python benchmarks/robustness.py {' '.join(arms)}`  ",
+        f"Machine: {machine()}; date {date.today()}.  ",
+        f"mAP50-95 on each condition, mean over the seeds; Δ: the arm minus `{ref}` in points (x100), paired by seed "
+        "(mean; per seed; how many above).",
+        "",
+        "| arm | " + " | ".join(conditions) + " |",
+        "|---|" + "---|" * len(conditions),
+    ]
+    for spec in arms:
+        cells = []
+        for name in conditions:
+            mine = scores[spec][name]
+            cell = f"{statistics.fmean(mine.values()):.4f}"
+            if spec != ref:
+                common = [s for s in mine if s in scores[ref][name]]
+                d = [100 * (mine[s] - scores[ref][name][s]) for s in common]
+                cell += (
+                    f" **{statistics.fmean(d):+.2f}** ({', '.join(f'{x:+.2f}' for x in d)}; "
+                    f"{sum(x > 0 for x in d)}/{len(d)})"
+                )
+            cells.append(cell)
+        lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("arms", nargs="+", help="FILE[+FILE2]:METHOD arms of results/ (the first is the reference)")
@@ -174,31 +204,7 @@ def main() -> None:
             scores.setdefault(spec, {})[name] = {s: score_run(d, name, data, imgsz) for s, d in sorted(dirs.items())}
             print(f"{name:6s} {spec}: {statistics.fmean(scores[spec][name].values()):.4f}", flush=True)
 
-    ref = a.arms[0]
-    lines = [
-        f"Command: `python benchmarks/robustness.py {' '.join(a.arms)}`  ",
-        f"Machine: {machine()}; date {date.today()}.  ",
-        f"mAP50-95 on each condition, mean over the seeds; Δ: the arm minus `{ref}` in points (x100), paired by seed "
-        "(mean; per seed; how many above).",
-        "",
-        "| arm | " + " | ".join(conditions) + " |",
-        "|---|" + "---|" * len(conditions),
-    ]
-    for spec in a.arms:
-        cells = []
-        for name in conditions:
-            mine = scores[spec][name]
-            cell = f"{statistics.fmean(mine.values()):.4f}"
-            if spec != ref:
-                common = [s for s in mine if s in scores[ref][name]]
-                d = [100 * (mine[s] - scores[ref][name][s]) for s in common]
-                cell += (
-                    f" **{statistics.fmean(d):+.2f}** ({', '.join(f'{x:+.2f}' for x in d)}; "
-                    f"{sum(x > 0 for x in d)}/{len(d)})"
-                )
-            cells.append(cell)
-        lines.append(f"| {spec} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+    table = markdown_table(a.arms, conditions, scores)
     print(table)
     out = RESULTS / f"robustness-{a.tag}.json"
     out.write_text(
