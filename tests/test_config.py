@@ -119,8 +119,8 @@ def test_attack_step_and_adversarial_loss_follow_their_sources():
 def test_every_frequency_value_the_config_accepts_builds_the_transform():
     """The config's ranges are the transform's: a value accepted before training is not refused after the models
     are built (freq_small_area=0 once passed the config and failed in the transform)."""
-    from ikd_yolo.settings import _FREQ
     from ikd_yolo.frequency import build_transform
+    from ikd_yolo.settings import _FREQ
 
     with pytest.raises(IKDSettingError, match="freq_small_area"):
         IKDConfig.from_mapping({"freq_small_area": 0})
