@@ -1,4 +1,4 @@
-"""What the tests share: sizes, training arguments, a model wrapper and batch builders, and small run helpers.
+"""What the tests share: sizes, training arguments, a trainer, a model wrapper and batch builders, small run helpers.
 
 Tests import from here, never from ``conftest`` (which only sets the environment up and holds the fixtures).
 """
@@ -23,6 +23,23 @@ IKD_FAST = {**FAST, "kd_balance_batches": 1}
 # The soft KD terms (feature base, BCKD, LD): off by default (the labels-only recipe won the benchmark); tests of the
 # terms turn them on
 SOFT = dict(kd_loss="pkd", kd_cls_weight=1.0, kd_dfl_weight=1.0)
+
+
+def trainer(tmp_path: Path, *, data: str | Path, **ikd):
+    """An ``IKDTrainer`` with the tests' tiny run: the student ``PICO``, the shipped demo teacher, one epoch, the run
+    folder under ``tmp_path`` and ``IKD_FAST``.
+
+    ``data``: the ``shapes_data`` fixture's data.yaml. ``ikd``: what the test sets or changes (any Ultralytics or IKD
+    key, e.g. ``model="yolov8n.yaml"``, ``name``, ``epochs``, ``workers``); a key given as ``None`` is left out
+    (``teacher=None``: no teacher). Paths are passed as strings, as a user's overrides would be.
+    """
+    from ikd_yolo.demo import TEACHER_ASSET
+    from ikd_yolo.trainer import IKDTrainer
+
+    overrides = {**dict(data=data, model=PICO, teacher=TEACHER_ASSET, epochs=1, project=tmp_path, **IKD_FAST), **ikd}
+    return IKDTrainer(
+        overrides={k: str(v) if isinstance(v, Path) else v for k, v in overrides.items() if v is not None}
+    )
 
 
 class Interrupt(Exception):

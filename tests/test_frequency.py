@@ -11,7 +11,7 @@ import pytest
 from ultralytics.data.augment import Albumentations
 from ultralytics.utils.instance import Instances
 
-from ikd_yolo.frequency import SizeAwareFrequencyAug, SourceImageFrequency, choose_branch
+from ikd_yolo.frequency import PAD_VALUE, SizeAwareFrequencyAug, SourceImageFrequency, choose_branch
 
 
 def natural_image(size=256, channels=3) -> np.ndarray:
@@ -143,8 +143,15 @@ def test_no_labels_and_channels(channels):
     assert np.array_equal(out, img) and len(boxes) == 0  # no objects: left alone
     out, _ = run(SizeAwareFrequencyAug(noise_p=1.0), img, SMALL)
     assert out.shape == img.shape and not np.array_equal(out, img)
-    out, _ = run(SizeAwareFrequencyAug(crop_p=1.0), img, LARGE)
-    assert out.shape == img.shape
+    crop = SizeAwareFrequencyAug(crop_p=1.0, crop_min_side=0.8)  # window mode: a window kept in place, pad around it
+    crop.set_random_seed(0)
+    out, _ = run(crop, img, LARGE)
+    kept, padded = np.all(out == img, axis=-1), np.all(out == PAD_VALUE, axis=-1)
+    ys, xs = np.nonzero(kept & ~padded)
+    window = np.zeros_like(kept)
+    window[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+    assert kept[window].all() and padded[~window].all() and not window.all()  # in every channel
+    assert np.ptp(ys) + 1 >= 0.8 * 256 - 1 and np.ptp(xs) + 1 >= 0.8 * 256 - 1  # crop_min_side of each side
 
 
 def test_serialisation_round_trip_and_seeding():

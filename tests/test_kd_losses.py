@@ -10,7 +10,7 @@ from ikd_yolo.kd_losses import build_kd_module, fgd_attention, fgd_masks, mgd_ke
 from ikd_yolo.trainer import IKDTrainer
 
 from . import helpers
-from .helpers import IKD_FAST, PICO, Interrupt, det_batch, read_results
+from .helpers import PICO, Interrupt, det_batch, read_results
 
 KD = ("pkd", "cwd", "mgd", "fgd")
 
@@ -203,21 +203,9 @@ def test_kd_module_state_round_trips_through_the_wrapper():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["cwd", "mgd"])
-def test_trains_one_epoch(name, shapes_data, teacher_pt, tmp_path):
-    trainer = IKDTrainer(
-        overrides=dict(
-            data=str(shapes_data),
-            model=PICO,
-            teacher=str(teacher_pt),
-            epochs=1,
-            project=str(tmp_path),
-            name=name,
-            kd_loss=name,
-            adv_aug=False,
-            freq_aug=False,
-            val=False,
-            **IKD_FAST,
-        )
+def test_trains_one_epoch(name, shapes_data, tmp_path):
+    trainer = helpers.trainer(
+        tmp_path, data=shapes_data, name=name, kd_loss=name, adv_aug=False, freq_aug=False, val=False
     )
     trainer.train()
     rows = read_results(tmp_path / name)
@@ -225,14 +213,12 @@ def test_trains_one_epoch(name, shapes_data, teacher_pt, tmp_path):
 
 
 @pytest.mark.slow
-def test_fgd_trains_and_resume_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
+def test_fgd_trains_and_resume_restores_the_kd_module(shapes_data, tmp_path):
     """A real resume=True: the rebuilt wrapper's kd_module holds last.pt's EMA weights before training goes on."""
-    overrides = dict(
-        data=str(shapes_data),
-        model=PICO,
-        teacher=str(teacher_pt),
+    first = helpers.trainer(
+        tmp_path,
+        data=shapes_data,
         epochs=2,
-        project=str(tmp_path),
         name="fgd",
         kd_loss="fgd",
         kd_fgd_lambda=0.01,
@@ -240,9 +226,7 @@ def test_fgd_trains_and_resume_restores_the_kd_module(shapes_data, teacher_pt, t
         freq_aug=False,
         val=False,
         nbs=8,
-        **IKD_FAST,
     )  # nbs=8: an optimizer step every batch (FAST's batch 8), so the kd module moves in the 2 batches of an epoch
-    first = IKDTrainer(overrides=overrides)
 
     def stop(trainer):
         raise Interrupt

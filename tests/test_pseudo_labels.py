@@ -163,13 +163,10 @@ def test_dataset_refinement_brings_annotator_labels_closer_to_the_truth(tmp_path
 def test_refinement_keeps_to_the_classes_the_training_keeps(shapes_data, tmp_path):
     """classes=[0]: Ultralytics drops the labels of the other classes, and the teacher's detections of those
     classes do not bring them back (dataset mode), nor in batch mode, where the wrapper reads the same argument."""
-    from ikd_yolo.demo import TEACHER_ASSET
-    from ikd_yolo.trainer import IKDTrainer
+    from . import helpers
+    from .helpers import Interrupt
 
-    from .helpers import IKD_FAST, PICO, Interrupt
-
-    args = dict(data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), epochs=1, project=str(tmp_path))
-    trainer = IKDTrainer(overrides=dict(**args, classes=[0], kd_label_conf=0.25, **IKD_FAST))
+    trainer = helpers.trainer(tmp_path, data=shapes_data, classes=[0], kd_label_conf=0.25)
     seen = {}
 
     def stop(tr):
@@ -196,15 +193,12 @@ def test_labels_jpg_shows_the_labels_the_student_trains_on(shapes_data, tmp_path
     from ultralytics.data import build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
 
-    from ikd_yolo.demo import TEACHER_ASSET
-    from ikd_yolo.trainer import IKDTrainer
-
-    from .helpers import IKD_FAST, PICO, Interrupt
+    from . import helpers
+    from .helpers import Interrupt
 
     drawn = []
     monkeypatch.setattr(detect_train, "plot_labels", lambda boxes, cls, **kw: drawn.append(boxes.copy()))
-    args = dict(data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), epochs=1, project=str(tmp_path))
-    trainer = IKDTrainer(overrides=dict(**args, **{**IKD_FAST, "plots": True}))
+    trainer = helpers.trainer(tmp_path, data=shapes_data, plots=True)
     trained = []
 
     def stop(tr):

@@ -9,9 +9,8 @@ from ultralytics.nn.tasks import DetectionModel, SegmentationModel
 
 from ikd_yolo.demo.shapes import CLASS_NAMES
 from ikd_yolo.teacher import TeacherError
-from ikd_yolo.trainer import IKDTrainer
 
-from .helpers import IKD_FAST
+from . import helpers
 
 
 def save_checkpoint(model: torch.nn.Module, path: Path, names=CLASS_NAMES) -> Path:
@@ -22,11 +21,7 @@ def save_checkpoint(model: torch.nn.Module, path: Path, names=CLASS_NAMES) -> Pa
 
 
 def make_trainer(data, teacher, project, **kw):
-    return IKDTrainer(
-        overrides=dict(
-            data=str(data), model="yolov8n.yaml", teacher=str(teacher), epochs=1, project=str(project), **IKD_FAST, **kw
-        )
-    )
+    return helpers.trainer(project, data=data, teacher=teacher, model="yolov8n.yaml", **kw)
 
 
 def refused(data, teacher, tmp_path, *words, **kw):
@@ -45,7 +40,7 @@ def test_missing_file(shapes_data, tmp_path):
 
 def test_no_teacher(shapes_data, tmp_path):
     with pytest.raises(TeacherError, match="No teacher given"):
-        IKDTrainer(overrides=dict(data=str(shapes_data), model="yolov8n.yaml", project=str(tmp_path), **IKD_FAST))
+        helpers.trainer(tmp_path, data=shapes_data, model="yolov8n.yaml", teacher=None)
 
 
 def test_yaml_teacher(shapes_data, tmp_path):
@@ -91,9 +86,9 @@ def test_two_different_teachers(shapes_data, teacher_pt, tmp_path):
     refused(shapes_data, teacher_pt, tmp_path, "disagree", distill_model=str(tmp_path / "other.pt"))
 
 
-def test_autobatch_refused(shapes_data, teacher_pt, tmp_path):
+def test_autobatch_refused(shapes_data, tmp_path):
     with pytest.raises(ValueError, match="AutoBatch"):
-        IKDTrainer(overrides=dict(data=str(shapes_data), model="yolov8n.yaml", teacher=str(teacher_pt), batch=-1))
+        helpers.trainer(tmp_path, data=shapes_data, model="yolov8n.yaml", batch=-1)
 
 
 def test_folded_teacher_gives_the_same_outputs_without_batchnorm():

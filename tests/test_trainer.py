@@ -12,11 +12,12 @@ import torch
 import yaml
 
 from ikd_yolo.config import IKDConfig
-from ikd_yolo.demo import TEACHER_ASSET
+from ikd_yolo.demo.shapes import CLASS_NAMES
 from ikd_yolo.model import IKDDistillationModel
 from ikd_yolo.trainer import IKDTrainer
 
-from .helpers import IKD_FAST, IMGSZ, PICO, ROOT, SOFT, Interrupt, read_results, run_python
+from . import helpers
+from .helpers import IKD_FAST, IMGSZ, ROOT, SOFT, Interrupt, read_results, run_python
 
 pytestmark = pytest.mark.slow  # every test here trains end to end or starts processes
 
@@ -118,8 +119,8 @@ m = YOLO({str(best)!r})
 assert type(m.model).__name__ == "DetectionModel", type(m.model)
 for f in {snapshots!r}:
     assert type(YOLO(f).model).__name__ == "DetectionModel", f
-r = m.val(data={str(shapes_data)!r}, imgsz={IMGSZ}, batch=8, plots=False, workers=0)
-assert 0 <= r.box.map <= 1
+assert m.names == {dict(enumerate(CLASS_NAMES))!r}, m.names  # the data's classes travel with the student
+m.val(data={str(shapes_data)!r}, imgsz={IMGSZ}, batch=8, plots=False, workers=0)
 f = m.export(format="onnx", imgsz={IMGSZ})
 x = torch.rand(1, 3, {IMGSZ}, {IMGSZ})
 net = YOLO({str(best)!r}).model.float().eval()
@@ -160,26 +161,22 @@ def test_python_api_via_yolo_train(shapes_data, teacher_pt, tmp_path):
 
 
 @pytest.mark.parametrize("form", ["resume=True model=PATH", "resume=PATH"])
-def test_resume_continues_the_run_it_names(form, shapes_data, teacher_pt, tmp_path, monkeypatch):
+def test_resume_continues_the_run_it_names(form, shapes_data, tmp_path, monkeypatch):
     """Two interrupted runs, A then B (the newest last.pt under the working folder): naming A resumes A, not B; and
     naming a copy of A resumes the copy, not A (whose folder the checkpoint records)."""
     from ikd_yolo.cli import main
 
     def interrupted(name):
-        trainer = IKDTrainer(
-            overrides=dict(
-                data=str(shapes_data),
-                model="yolov8n.yaml",
-                teacher=str(teacher_pt),
-                epochs=3,
-                project=str(tmp_path),
-                name=name,
-                adv_steps=1,
-                adv_epochs=0.67,
-                freq_noise_p=0.9,
-                kd_loss="pkd",
-                **IKD_FAST,
-            )
+        trainer = helpers.trainer(
+            tmp_path,
+            data=shapes_data,
+            model="yolov8n.yaml",
+            epochs=3,
+            name=name,
+            adv_steps=1,
+            adv_epochs=0.67,
+            freq_noise_p=0.9,
+            kd_loss="pkd",
         )
 
         def stop(tr):
@@ -234,12 +231,7 @@ def test_a_run_too_short_for_the_adversarial_term_says_so(shapes_data, tmp_path,
     handler.emit = records.append
     LOGGER.addHandler(handler)
     try:
-        IKDTrainer(
-            overrides=dict(
-                data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), epochs=2, close_mosaic=0,
-                project=str(tmp_path), kd_warmup_epochs=warmup, **IKD_FAST,
-            )
-        )  # fmt: skip
+        helpers.trainer(tmp_path, data=shapes_data, epochs=2, close_mosaic=0, kd_warmup_epochs=warmup)
     finally:
         LOGGER.removeHandler(handler)
     said = [r.getMessage() for r in records if "never acts" in r.getMessage()]
@@ -254,11 +246,7 @@ def test_a_run_that_fails_before_its_first_epoch_removes_only_a_folder_it_create
     if existing:
         folder.mkdir()
         (folder / "notes.txt").write_text("the user's")
-    trainer = IKDTrainer(
-        overrides=dict(
-            data=str(shapes_data), model=PICO, teacher=str(TEACHER_ASSET), save_dir=str(folder), epochs=1, **IKD_FAST
-        )
-    )
+    trainer = helpers.trainer(tmp_path, data=shapes_data, save_dir=folder)
     assert folder.is_dir()
 
     def crash(tr):
@@ -272,26 +260,22 @@ def test_a_run_that_fails_before_its_first_epoch_removes_only_a_folder_it_create
         assert (folder / "notes.txt").read_text() == "the user's"
 
 
-def test_source_stage_augments_source_images_in_the_first_epochs_only(shapes_data, teacher_pt, tmp_path):
+def test_source_stage_augments_source_images_in_the_first_epochs_only(shapes_data, tmp_path):
     """freq_stage=source: the transform is hooked into the training set's image loading (so mosaic's tiles pass
     through it), not into the albumentations list, and is taken out after freq_epochs."""
     from ikd_yolo.frequency import SizeAwareFrequencyAug, SourceImageFrequency
 
-    trainer = IKDTrainer(
-        overrides=dict(
-            data=str(shapes_data),
-            teacher=str(teacher_pt),
-            model="yolov8n.yaml",
-            epochs=2,
-            project=str(tmp_path),
-            name="src",
-            adv_aug=False,
-            freq_stage="source",
-            freq_epochs=0.5,
-            freq_noise_p=1.0,
-            freq_crop_p=1.0,
-            **IKD_FAST,
-        )
+    trainer = helpers.trainer(
+        tmp_path,
+        data=shapes_data,
+        model="yolov8n.yaml",
+        epochs=2,
+        name="src",
+        adv_aug=False,
+        freq_stage="source",
+        freq_epochs=0.5,
+        freq_noise_p=1.0,
+        freq_crop_p=1.0,
     )
     hooked, draws = [], []
 
@@ -312,24 +296,19 @@ def test_source_stage_augments_source_images_in_the_first_epochs_only(shapes_dat
     assert rows[0]["freq/noise"] + rows[0]["freq/crop"] > 0 and rows[1]["freq/noise"] == rows[1]["freq/crop"] == 0
 
 
-def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path):
+def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, tmp_path):
     """Ultralytics' DDP launcher rebuilds the trainer in a new process from vars(args): run that exact file."""
     from ultralytics.utils.dist import generate_ddp_file
 
-    trainer = IKDTrainer(
-        overrides=dict(
-            data=str(shapes_data),
-            model="yolov8n.yaml",
-            teacher=str(teacher_pt),
-            epochs=1,
-            project=str(tmp_path),
-            name="ddp",
-            adv_steps=3,
-            freq_noise_p=0.5,
-            freq_stage="sample",  # the transform in the albumentations list, which the rebuild must not double
-            adv_loss="cwd",
-            **IKD_FAST,
-        )
+    trainer = helpers.trainer(
+        tmp_path,
+        data=shapes_data,
+        model="yolov8n.yaml",
+        name="ddp",
+        adv_steps=3,
+        freq_noise_p=0.5,
+        freq_stage="sample",  # the transform in the albumentations list, which the rebuild must not double
+        adv_loss="cwd",
     )
     file = Path(generate_ddp_file(trainer))
     text = file.read_text()
@@ -349,7 +328,7 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, teacher_pt, tmp_path)
     assert len(got["augs"]) > 1  # Ultralytics' default albumentations list is kept
 
 
-def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
+def test_nan_recovery_restores_the_kd_module(shapes_data, tmp_path):
     """After a NaN epoch, Ultralytics reloads student and projector from last.pt (whose student and IKD state are
     stored apart); MGD's generator must follow."""
     import torch
@@ -357,19 +336,8 @@ def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
 
     from ikd_yolo.checkpoint import wrapper_state
 
-    trainer = IKDTrainer(
-        overrides=dict(
-            data=str(shapes_data),
-            model="yolov8n.yaml",
-            teacher=str(teacher_pt),
-            epochs=1,
-            project=str(tmp_path),
-            name="nan",
-            kd_loss="mgd",
-            adv_aug=False,
-            freq_aug=False,
-            **IKD_FAST,
-        )
+    trainer = helpers.trainer(
+        tmp_path, data=shapes_data, model="yolov8n.yaml", name="nan", kd_loss="mgd", adv_aug=False, freq_aug=False
     )
     trainer.train()
     trainer.save_model()  # a mid-run last.pt (the final one is stripped to the plain student)
@@ -388,7 +356,7 @@ def test_nan_recovery_restores_the_kd_module(shapes_data, teacher_pt, tmp_path):
             assert torch.equal(v.float(), saved[k].float()), k
 
 
-def test_frequency_stop_at_close_mosaic_keeps_the_run_paired_with_one_without_it(shapes_data, teacher_pt, tmp_path):
+def test_frequency_stop_at_close_mosaic_keeps_the_run_paired_with_one_without_it(shapes_data, tmp_path):
     """The frequency augmentation draws from a stream of its own, so a run with it sees the mosaics and affines of a
     run without it. Its stop restarts the loader; in the close_mosaic epoch that is the restart the run without it
     makes too (Ultralytics' reset only drops the iterator, so two in one epoch are one). With both branches at
@@ -397,9 +365,9 @@ def test_frequency_stop_at_close_mosaic_keeps_the_run_paired_with_one_without_it
     augmentation differ by after its stop, besides the augmentation itself."""
 
     def train(name, **ikd):
-        args = dict(data=str(shapes_data), teacher=str(teacher_pt), model=PICO, epochs=3, close_mosaic=1)
-        fast = {**IKD_FAST, "workers": 2}  # loader workers: what a restart renews
-        trainer = IKDTrainer(overrides=dict(**args, project=str(tmp_path), name=name, adv_aug=False, **fast, **ikd))
+        trainer = helpers.trainer(
+            tmp_path, data=shapes_data, epochs=3, close_mosaic=1, name=name, adv_aug=False, workers=2, **ikd
+        )  # workers: loader workers, what a restart renews
         trainer.train()
         ckpt = torch.load(tmp_path / name / "weights" / "last.pt", weights_only=False)
         return torch.cat([v.float().flatten() for v in ckpt["model"].state_dict().values()])

@@ -95,7 +95,6 @@ DEFAULTS = dict(
     medium_area=0.09,
     max_images=0,
 )
-USAGE = __doc__.split("\n\n")[1]
 
 
 @contextmanager
