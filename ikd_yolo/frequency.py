@@ -19,6 +19,9 @@ Where it runs (``freq_stage``): ``source`` (default) on each source image as the
 a fraction of the source image as loaded (its long side at imgsz). ``sample``: inside Ultralytics'
 ``Albumentations`` at the end of ``v8_transforms``, after mosaic and affine, so the rule sees the boxes of the final
 training sample in training pixels. 0.0025 is 32x32 px at imgsz 640 and 16x16 px at imgsz 320.
+
+The transform's arguments are the ``freq_*`` settings, with their defaults and ranges (:mod:`ikd_yolo.settings`).
+What a run does with it, epoch by epoch, is :class:`ikd_yolo.frequency_run.FrequencyAugmentation`.
 """
 
 from __future__ import annotations
@@ -32,8 +35,19 @@ import numpy as np
 import torch
 from albumentations.core.transforms_interface import DualTransform
 
+from .settings import SETTINGS
+
 BRANCHES = ("none", "noise", "crop")
-CROP_MODES = ("window", "zoom")
+# the transform's arguments are the freq_* settings: their defaults, ranges and choices are the settings' alone
+SETTING_OF = {
+    "small_object_area": "freq_small_area",
+    "noise_p": "freq_noise_p",
+    "noise_sigma": "freq_noise_sigma",
+    "crop_p": "freq_crop_p",
+    "crop_min_side": "freq_crop_min_side",
+    "crop_mode": "freq_crop_mode",
+}
+CROP_MODES = SETTINGS["freq_crop_mode"].choices
 PAD_VALUE = 114  # Ultralytics' letterbox and mosaic grey
 
 
@@ -74,16 +88,23 @@ def add_gaussian_noise(img: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return cv2.add(img, noise, dtype=cv2.CV_8U).reshape(img.shape)
 
 
-def _check_fraction(name: str, value: float, low: float = 0.0, low_open: bool = False) -> float:
+def _checked(name: str, value: float) -> float:
+    """``value`` as a float, refused (naming the argument) outside its setting's range in :mod:`ikd_yolo.settings`."""
+    s = SETTINGS[SETTING_OF[name]]
     value = float(value)
-    if not (low < value <= 1.0 if low_open else low <= value <= 1.0):
-        bound = f"({low}, 1]" if low_open else f"[{low}, 1]"
-        raise ValueError(f"SizeAwareFrequencyAug: {name}={value} must be in {bound}")
+    if not s.low <= value <= s.high:
+        raise ValueError(f"SizeAwareFrequencyAug: {name}={value} must be in [{s.low}, {s.high}]")
     return value
+
+
+def _default(name: str):
+    return SETTINGS[SETTING_OF[name]].default
 
 
 class SizeAwareFrequencyAug(DualTransform):
     """Gaussian noise for all-small samples, a crop for samples with a medium or large object.
+
+    Each argument is a ``freq_*`` setting (:data:`SETTING_OF`), with that setting's default and range.
 
     Args:
         small_object_area: Box area, as a fraction of the image area, below which an object is small.
@@ -97,20 +118,20 @@ class SizeAwareFrequencyAug(DualTransform):
 
     def __init__(
         self,
-        small_object_area: float = 0.0025,
-        noise_p: float = 0.3,
-        noise_sigma: float = 0.08,
-        crop_p: float = 1.0,
-        crop_min_side: float = 0.8,
-        crop_mode: str = "window",
+        small_object_area: float = _default("small_object_area"),
+        noise_p: float = _default("noise_p"),
+        noise_sigma: float = _default("noise_sigma"),
+        crop_p: float = _default("crop_p"),
+        crop_min_side: float = _default("crop_min_side"),
+        crop_mode: str = _default("crop_mode"),
         p: float = 1.0,
     ):
         super().__init__(p=p)
-        self.small_object_area = _check_fraction("small_object_area", small_object_area, low_open=True)
-        self.noise_p = _check_fraction("noise_p", noise_p)
-        self.noise_sigma = _check_fraction("noise_sigma", noise_sigma)
-        self.crop_p = _check_fraction("crop_p", crop_p)
-        self.crop_min_side = _check_fraction("crop_min_side", crop_min_side, low_open=True)
+        self.small_object_area = _checked("small_object_area", small_object_area)
+        self.noise_p = _checked("noise_p", noise_p)
+        self.noise_sigma = _checked("noise_sigma", noise_sigma)
+        self.crop_p = _checked("crop_p", crop_p)
+        self.crop_min_side = _checked("crop_min_side", crop_min_side)
         if crop_mode not in CROP_MODES:
             raise ValueError(f"SizeAwareFrequencyAug: crop_mode={crop_mode!r} must be one of {CROP_MODES}")
         self.crop_mode = crop_mode
@@ -205,14 +226,7 @@ class SizeAwareFrequencyAug(DualTransform):
 
 def build_transform(ikd) -> SizeAwareFrequencyAug:
     """The transform with the run's ``freq_*`` settings (``ikd``: an :class:`~ikd_yolo.config.IKDConfig`)."""
-    return SizeAwareFrequencyAug(
-        small_object_area=ikd.freq_small_area,
-        noise_p=ikd.freq_noise_p,
-        noise_sigma=ikd.freq_noise_sigma,
-        crop_p=ikd.freq_crop_p,
-        crop_min_side=ikd.freq_crop_min_side,
-        crop_mode=ikd.freq_crop_mode,
-    )
+    return SizeAwareFrequencyAug(**{name: getattr(ikd, key) for name, key in SETTING_OF.items()})
 
 
 class SourceImageFrequency:
@@ -297,41 +311,3 @@ class SourceImageFrequency:
         instances.convert_bbox(fmt)
         label["instances"] = instances
         return label
-
-
-def frequency_augmentations(current: list | None, ikd) -> list:
-    """Ultralytics' albumentations list with IKD's frequency transform appended (as ``A.to_dict`` dicts).
-
-    ``ikd`` is the run's :class:`~ikd_yolo.config.IKDConfig`; ``current`` is ``args.augmentations``: None means
-    Ultralytics' default list, which is taken from Ultralytics itself so that it stays whatever the installed
-    version uses. An IKD transform already in the list (a resumed or
-    multi-GPU-rebuilt run) is replaced, so the transform is never applied twice.
-    """
-    import albumentations as A
-    from ultralytics.data.augment import Albumentations
-
-    if current is None:
-        current = list(Albumentations(p=1.0).transform.transforms)
-    name = SizeAwareFrequencyAug.get_class_fullname()
-    kept = [t if isinstance(t, dict) else A.to_dict(t) for t in current]
-    kept = [t for t in kept if t.get("transform", {}).get("__class_fullname__") != name]
-    if ikd.freq_aug and ikd.freq_stage == "sample":
-        kept.append(A.to_dict(build_transform(ikd)))
-    return kept
-
-
-def epoch_branch_fractions(dataset) -> dict[str, float] | None:
-    """The fraction of training samples per branch since the last call (the transform's counters, shared with the
-    dataloader workers, are reset), or None when the dataset's pipeline holds no frequency transform."""
-    hook = SourceImageFrequency.installed(dataset)
-    if hook is not None:
-        return hook.transform.pop_branch_fractions()
-    stack = [dataset.transforms]
-    while stack:
-        t = stack.pop()
-        if isinstance(t, SizeAwareFrequencyAug):
-            return t.pop_branch_fractions()
-        stack.extend(getattr(t, "transforms", []) or [])
-        if getattr(t, "transform", None) is not None:
-            stack.append(t.transform)
-    return None

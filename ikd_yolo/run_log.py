@@ -14,8 +14,6 @@ from pathlib import Path
 import yaml
 from ultralytics.utils import LOGGER, colorstr
 
-from .frequency import epoch_branch_fractions
-
 PREFIX = colorstr("IKD: ")
 
 
@@ -63,14 +61,17 @@ def teacher_freezing_held():
         LOGGER.removeFilter(fold)
 
 
-def log_branch_fractions(dataset) -> dict[str, float]:
-    """Log the frequency augmentation's branch fractions of the epoch; return them (empty when it did not run)."""
-    fractions = epoch_branch_fractions(dataset)
+def log_branch_fractions(fractions: dict[str, float] | None) -> None:
+    """Log the frequency augmentation's branch fractions of the epoch (None: it did not run)."""
     if fractions is not None:
         LOGGER.info(
             f"{PREFIX}frequency augmentation this epoch: " + ", ".join(f"{k} {v:.1%}" for k, v in fractions.items())
         )
-    return fractions or {}
+
+
+def log_frequency_off(epoch: int) -> None:
+    """The frequency augmentation out of the training pipeline from ``epoch`` (0-based)."""
+    LOGGER.info(f"{PREFIX}frequency augmentation off from epoch {epoch + 1}")
 
 
 def save_gains(gains: dict[str, float], ikd, save_dir: Path) -> None:

@@ -19,7 +19,6 @@ import torch
 from ultralytics.cfg import get_cfg, get_save_dir
 
 from .errors import UserError
-from .frequency import SourceImageFrequency
 
 
 def folder_to_create(cfg: dict, overrides: dict) -> Path | None:
@@ -101,17 +100,17 @@ def interrupted_message(trainer) -> str:
     return f"interrupted {reached}; {done} saved in {last}. Resume with: python run.py resume={shlex.quote(str(last))}"
 
 
-def reseed_data_pipeline(loader, seed: int) -> None:
+def reseed_data_pipeline(loader, seed: int, frequency=None) -> None:
     """Reseed the random streams of a training ``loader``'s pipeline from ``seed`` (Python's, NumPy's, torch's, the
-    loader's generator and the source-stage frequency augmentation's own) and restart it: a resumed run's streams
-    (Ultralytics seeds them alike in every run, so a resumed run would replay epoch 1's augmentations)."""
+    loader's generator and, through ``frequency`` (a :class:`~ikd_yolo.frequency_run.FrequencyAugmentation`), the
+    source-stage frequency augmentation's own) and restart it: a resumed run's streams (Ultralytics seeds them alike
+    in every run, so a resumed run would replay epoch 1's augmentations)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     if getattr(loader, "generator", None) is not None:
         loader.generator.manual_seed(seed)
-    hook = SourceImageFrequency.installed(loader.dataset)
-    if hook is not None:  # its own stream, seeded from random's (new) state
-        hook.reset_stream()
+    if frequency is not None:  # its own stream, seeded from random's (new) state
+        frequency.reseed(loader.dataset)
     if hasattr(loader, "reset"):
         loader.reset()

@@ -9,7 +9,8 @@ what happens at each epoch and batch. Each mechanism lives in its own module:
   before anything is trained;
 - the frequency augmentation (:mod:`ikd_yolo.frequency`) is hooked into the training dataset's image loading,
   before mosaic (``freq_stage=source``), or appended to Ultralytics' albumentations list (``args.augmentations``),
-  which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic`` (``sample``);
+  which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic`` (``sample``); the trainer
+  drives it through one object (:class:`ikd_yolo.frequency_run.FrequencyAugmentation`), one call per event;
 - the model is :class:`ikd_yolo.model.IKDDistillationModel`, also when resuming (Ultralytics would rebuild its base
   class there and silently drop the IKD loss); the trainer drives it through its per-batch ``set_iteration``,
   per-epoch ``start_epoch`` and ``pop_epoch_stats``;
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import os
 import time
-from copy import copy
-from dataclasses import replace
 
 import torch
 from ultralytics.cfg import cfg2dict
@@ -35,7 +34,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from .checkpoint import drop_ikd_state, restore, restore_kd_module, saving, strip_to_student, wrapper_checkpoints
 from .config import KEYS, IKDConfig, default_settings
-from .frequency import SourceImageFrequency, frequency_augmentations
+from .frequency_run import FrequencyAugmentation
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
 from .pseudo_labels import refine_dataset
@@ -43,6 +42,7 @@ from .run_log import (
     PREFIX,
     log_adversarial_switch,
     log_branch_fractions,
+    log_frequency_off,
     log_settings,
     save_gains,
     teacher_freezing_held,
@@ -85,10 +85,9 @@ class IKDTrainer(DetectionTrainer):
         self.ikd = IKDConfig.from_mapping(vars(self.args))  # final values: a resumed run takes its checkpoint's
         self.teacher = teacher if teacher is not None else load_teacher(self.args.distill_model)
         check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
-        self.args.augmentations = frequency_augmentations(getattr(self.args, "augmentations", None), self.ikd)
-        self.freq_fractions: dict[str, float] = {}
+        self.frequency = FrequencyAugmentation(self.ikd)
+        self.args.augmentations = self.frequency.augmentations(getattr(self.args, "augmentations", None))
         self._batch_i = 0
-        self._freq_stopped = False
         self._gains_logged = False
         self._warned_terms: set[str] = set()
         if LOCAL_RANK != -1 and "WORLD_SIZE" in os.environ and self.device.type not in {"cpu", "mps"}:
@@ -151,8 +150,9 @@ class IKDTrainer(DetectionTrainer):
         """Switch the adversarial term for this epoch (on for the first ``adversarial_epochs()``), and take the
         frequency augmentation out of the pipeline after ``frequency_epochs()``."""
         self._batch_i = 0
-        if self.ikd.freq_aug and not self._freq_stopped and self.epoch >= self.frequency_epochs():
-            self._stop_frequency_augmentation()
+        frequency_on = self.epoch < self.frequency_epochs()
+        if self.frequency.start_epoch(frequency_on, self.args, self.train_loader) and RANK in {-1, 0}:
+            log_frequency_off(self.epoch)
         model = unwrap_model(self.model)
         active = self.epoch < self.adversarial_epochs()
         changed = active != model.adv_active or self.epoch == self.start_epoch
@@ -164,26 +164,9 @@ class IKDTrainer(DetectionTrainer):
         """Ultralytics' dataset; with ``freq_stage=source`` the training set augments each source image as it loads
         it (:class:`ikd_yolo.frequency.SourceImageFrequency`), until ``frequency_epochs()``."""
         dataset = super().build_dataset(img_path, mode, batch)
-        ikd = getattr(self, "ikd", None)
-        source = ikd is not None and ikd.freq_aug and ikd.freq_stage == "source" and not self._freq_stopped
-        if mode == "train" and source:
-            SourceImageFrequency.install(dataset, ikd)
+        if mode == "train" and getattr(self, "frequency", None) is not None:
+            self.frequency.attach(dataset)
         return dataset
-
-    def _stop_frequency_augmentation(self) -> None:
-        """Drop the transform from ``args.augmentations`` (so a later ``close_mosaic`` rebuild leaves it out too) and
-        rebuild the running pipeline without it (``freq_stage=source``: take it out of the dataset)."""
-        self._freq_stopped = True
-        self.args.augmentations = frequency_augmentations(self.args.augmentations, replace(self.ikd, freq_aug=False))
-        dataset = self.train_loader.dataset
-        SourceImageFrequency.remove(dataset)
-        hyp = copy(self.args)
-        if not getattr(dataset, "mosaic", True):  # mosaic already closed: rebuild as close_mosaic does
-            hyp.mosaic = hyp.copy_paste = hyp.mixup = hyp.cutmix = 0.0
-        dataset.transforms = dataset.build_transforms(hyp)
-        self.train_loader.reset()
-        if RANK in {-1, 0}:
-            LOGGER.info(f"{PREFIX}frequency augmentation off from epoch {self.epoch + 1}")
 
     def _on_batch_start(self) -> None:
         """Tell the model where this batch sits in the KD schedule (projector warm-up, cosine scale, off)."""
@@ -197,7 +180,7 @@ class IKDTrainer(DetectionTrainer):
         """Log the epoch's augmentation branches, the calibrated gains (once), dominance warnings, skipped attacks."""
         if RANK not in {-1, 0}:
             return
-        self.freq_fractions = log_branch_fractions(self.train_loader.dataset)
+        log_branch_fractions(self.frequency.pop_epoch_stats(self.train_loader.dataset))
         stats = unwrap_model(self.model).pop_epoch_stats()
         if not self._gains_logged and stats["gains"] is not None:
             self._gains_logged = True
@@ -208,9 +191,7 @@ class IKDTrainer(DetectionTrainer):
 
     def save_metrics(self, metrics: dict):
         """Add the frequency-augmentation branch fractions of the epoch to results.csv."""
-        if self.ikd.freq_aug:
-            metrics = {**metrics, **{f"freq/{k}": self.freq_fractions.get(k, 0.0) for k in ("noise", "crop")}}
-        super().save_metrics(metrics)
+        super().save_metrics({**metrics, **self.frequency.metrics()})
 
     # ---- run folders: a run that fails before its first epoch leaves none behind -------------------------------------
 
@@ -302,7 +283,7 @@ class IKDTrainer(DetectionTrainer):
         super().resume_training(ckpt)
         if self.start_epoch > 0 and getattr(self, "train_loader", None) is not None:
             seed = (self.args.seed + 1 + max(RANK, 0) + 1_000_003 * self.start_epoch) % 2**32
-            reseed_data_pipeline(self.train_loader, seed)
+            reseed_data_pipeline(self.train_loader, seed, self.frequency)
 
     def _setup_ddp(self):
         """Ultralytics' DDP set-up, also for an external ``torchrun`` whose processes per node differ from ``device``.
