@@ -14,9 +14,10 @@ weights. Their trainable parts (MGD's generation blocks, FGD's global-context bl
 DFL bins, from the Detect outputs the hooks already capture.
 
 **Teacher-refined labels** (``kd_labels``; :mod:`ikd_yolo.pseudo_labels`): the teacher's detections correct the
-labels' boxes and add the objects they miss. With ``kd_labels_mode=dataset`` (default) the trainer refines the
-training set once before the first epoch and nothing happens here; with ``batch`` it happens here, on every batch,
-before the student's detection loss (the teacher then runs in the ``close_mosaic`` epochs too).
+labels' boxes and add the objects they miss. With ``kd_labels_mode=dataset`` (default) the trainer has the training
+set refined once before the first epoch (:meth:`IKDDistillationModel.refine_dataset_labels`); with ``batch`` it
+happens in the loss, on every batch, before the student's detection loss (the teacher then runs in the
+``close_mosaic`` epochs too).
 
 **Schedule and calibration** (:mod:`ikd_yolo.schedule`): every KD term is multiplied by ``kd_scale`` (set by the
 trainer each iteration) and by a per-term gain, calibrated on the first batches when ``kd_balance`` is on and kept
@@ -51,7 +52,7 @@ from .adv_bn import frozen_bn_statistics, split_bn_statistics, take
 from .adversarial_term import AdversarialTerm, adv_loss_name, attack_step, sub_batch
 from .config import IKDConfig
 from .kd_losses import build_kd_module
-from .pseudo_labels import refine_labels, teacher_detections
+from .pseudo_labels import refine_dataset, refine_labels, teacher_detections
 from .response_kd import bckd_loss, head_outputs, ld_loss
 from .schedule import GradientBalance
 from .teacher import fold_batchnorm
@@ -120,7 +121,22 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         state["_refined"] = None
         return state
 
-    # --- the trainer's interface: one call per batch, two per epoch ---------------------------------------------
+    # --- the trainer's interface: one call before the first epoch, one per batch, two per epoch -------------------
+
+    def refine_dataset_labels(self, dataset, batch: int, workers: int, classes: list[int] | None = None) -> dict:
+        """``kd_labels_mode=dataset``: the teacher refines the labels of the training ``dataset`` once, in memory
+        (:func:`ikd_yolo.pseudo_labels.refine_dataset`, ``batch`` images per forward, ``classes``: the training's
+        ``classes=``), the hooks emptied after each forward; returns its counts."""
+        return refine_dataset(
+            dataset,
+            self.teacher_model,
+            conf=self.ikd.kd_label_conf,
+            mix=self.ikd.kd_labels,
+            batch=batch,
+            workers=workers,
+            after_batch=self._teacher_feats.clear,
+            classes=classes,
+        )
 
     def set_iteration(self, kd_scale: float, projector_warmup: bool) -> None:
         """Where the coming batch sits in the KD schedule (:mod:`ikd_yolo.schedule`)."""

@@ -37,7 +37,6 @@ from .config import KEYS, IKDConfig, default_settings
 from .frequency_run import FrequencyAugmentation
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import normalize_overrides, preflight
-from .pseudo_labels import refine_dataset
 from .run_log import (
     PREFIX,
     log_adversarial_switch,
@@ -133,6 +132,42 @@ class IKDTrainer(DetectionTrainer):
         elif event == "on_train_epoch_end":
             self._on_epoch_end()
         super().run_callbacks(event)
+        if event == "on_pretrain_routine_end":  # the end of Ultralytics' set-up, after the user's callbacks for it
+            self._on_setup_end()
+
+    def _on_setup_end(self) -> None:
+        """The teacher's freezing in one log line; with ``kd_labels_mode=dataset`` the teacher then refines the
+        training set's labels once, in memory (under DDP each rank runs it on its share of the images and the ranks
+        exchange the labels, so every rank's copy of the dataset is refined alike), the loader restarts so that its
+        workers see them, and labels.jpg is drawn from them."""
+        if self._teacher_frozen and RANK in {-1, 0}:
+            LOGGER.info(f"{PREFIX}teacher frozen ({len(self._teacher_frozen)} parameter tensors)")
+        if not self.refines_dataset():
+            return
+        start = time.time()
+        stats = unwrap_model(self.model).refine_dataset_labels(
+            self.train_loader.dataset,
+            batch=self.batch_size,  # per rank
+            workers=min(self.args.workers, 8),
+            classes=self.args.classes,  # the labels of the other classes are dropped: no detection brings them back
+        )
+        self.train_loader.reset()
+        if RANK in {-1, 0}:
+            LOGGER.info(
+                f"{PREFIX}kd_labels: the teacher refined {stats['refined']} of {stats['labels']} labels and added "
+                f"{stats['added']} objects on {stats['images']} training images ({time.time() - start:.1f} s)"
+            )
+            if self.args.plots:
+                super().plot_training_labels()  # labels.jpg: the labels the student trains on
+
+    def refines_dataset(self) -> bool:
+        """Whether the teacher refines the training set's labels before the first epoch (kd_labels_mode=dataset)."""
+        return self.ikd.kd_labels > 0 and self.ikd.kd_labels_mode == "dataset"
+
+    def plot_training_labels(self):
+        """Ultralytics' labels.jpg; with the refinement of the dataset's labels, drawn after it (``_on_setup_end``)."""
+        if not self.refines_dataset():
+            super().plot_training_labels()
 
     def kd_epochs(self) -> int:
         """Number of epochs, from the first, in which the KD terms act (all but the close_mosaic ones by default)."""
@@ -230,48 +265,10 @@ class IKDTrainer(DetectionTrainer):
     # ---- overrides of Ultralytics internals (private methods, hence the pin ultralytics>=8.4.190,<8.5) ---------------
 
     def _setup_train(self):
-        """Ultralytics' set-up, with its one log line per frozen teacher tensor folded into one line."""
-        with teacher_freezing_held() as dropped:
+        """Ultralytics' set-up, with its one log line per frozen teacher tensor held back (folded into one line when
+        the set-up ends: ``_on_setup_end``)."""
+        with teacher_freezing_held() as self._teacher_frozen:
             super()._setup_train()
-        if dropped and RANK in {-1, 0}:
-            LOGGER.info(f"{PREFIX}teacher frozen ({len(dropped)} parameter tensors)")
-        if self.refines_dataset():
-            self._refine_dataset_labels()
-            if self.args.plots and RANK in {-1, 0}:
-                super().plot_training_labels()  # labels.jpg: the labels the student trains on
-
-    def refines_dataset(self) -> bool:
-        """Whether the teacher refines the training set's labels before the first epoch (kd_labels_mode=dataset)."""
-        return self.ikd.kd_labels > 0 and self.ikd.kd_labels_mode == "dataset"
-
-    def plot_training_labels(self):
-        """Ultralytics' labels.jpg; with the refinement of the dataset's labels, drawn after it (in _setup_train)."""
-        if not self.refines_dataset():
-            super().plot_training_labels()
-
-    def _refine_dataset_labels(self) -> None:
-        """kd_labels_mode=dataset: the teacher refines the training set's labels once, in memory (under DDP each
-        rank runs it on its share of the images and the ranks exchange the labels, so every rank's copy of the
-        dataset is refined alike), and the loader restarts so that its workers see them."""
-        model = unwrap_model(self.model)
-        dataset = self.train_loader.dataset
-        start = time.time()
-        stats = refine_dataset(
-            dataset,
-            model.teacher_model,
-            conf=self.ikd.kd_label_conf,
-            mix=self.ikd.kd_labels,
-            batch=self.batch_size,  # per rank
-            workers=min(self.args.workers, 8),
-            after_batch=model._teacher_feats.clear,
-            classes=self.args.classes,  # the labels of the other classes are dropped: no detection brings them back
-        )
-        self.train_loader.reset()
-        if RANK in {-1, 0}:
-            LOGGER.info(
-                f"{PREFIX}kd_labels: the teacher refined {stats['refined']} of {stats['labels']} labels and added "
-                f"{stats['added']} objects on {stats['images']} training images ({time.time() - start:.1f} s)"
-            )
 
     def resume_training(self, ckpt):
         """Ultralytics' resume, with the data pipeline's random streams moved on to the resumed epoch.
