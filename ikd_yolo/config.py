@@ -144,7 +144,8 @@ class _ConfigMethods:
         """Defaults updated with the IKD keys found in ``mapping`` (other keys are ignored), validated."""
         values = default_settings()
         if mapping:
-            mapping = resolve_aliases(mapping)
+            if any(old in mapping for old in ALIASES):  # else there is nothing to rename (nor to warn of)
+                mapping = resolve_aliases(mapping)
             values.update({k: v for k, v in mapping.items() if k in values})
         checked = {k: _check(k, v) for k, v in values.items()}
         if checked["adv_target"] == "gap" and checked["adv_match"] in ("labels", "delta"):

@@ -1,14 +1,18 @@
 """Every check that can refuse a run before Ultralytics creates its folder or spends any training time.
 
-:func:`preflight` takes the user's overrides and returns the loaded teacher (None for a resumed run, whose teacher
-path is read from its checkpoint later). Each refusal is a :class:`~ikd_yolo.errors.UserError` (or one of its
-subclasses) whose one-line message names the input and the fix.
+:func:`preflight` takes the user's overrides and returns what it loaded and checked (:class:`Checked`: the IKD
+settings, the teacher, the data and the student it checked the teacher against), which the trainer uses instead of
+doing it again; a resumed run's is empty (its settings and teacher path are read from its checkpoint later). Each
+refusal is a :class:`~ikd_yolo.errors.UserError` (or one of its subclasses) whose one-line message names the input
+and the fix.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from copy import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -19,7 +23,7 @@ from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER, ONLINE
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
-from .config import IKDConfig, default_settings, resolve_aliases
+from .config import ALIASES, KEYS, IKDConfig, default_settings, resolve_aliases
 from .errors import UserError, problem, reading
 from .teacher import (
     TeacherError,
@@ -206,17 +210,56 @@ def check_output_folder(args) -> None:
     )
 
 
-def preflight(overrides: dict) -> nn.Module | None:
+def same(a: Mapping, b: Mapping, keys) -> bool:
+    """Whether ``a`` and ``b`` hold the same values, of the same types, at ``keys``."""
+    return all(type(a.get(k)) is type(b.get(k)) and a.get(k) == b.get(k) for k in keys)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What :func:`preflight` loaded and checked for a new run, handed to the trainer so that it does not do it again.
+
+    Attributes:
+        ikd: The IKD settings of the overrides; ``values``: the value of each key they were validated from.
+        teacher: The loaded teacher.
+        data: The dataset dict the teacher was checked against.
+        student: The ``model=`` whose student was checked against the teacher.
+    """
+
+    ikd: IKDConfig | None = None
+    values: dict | None = None
+    teacher: nn.Module | None = None
+    data: dict | None = None
+    student: object = None
+
+    def config(self, args: Mapping) -> IKDConfig:
+        """The IKD settings of the final train arguments ``args``: the checked ones when ``args`` holds the values
+        they were validated from (a new run's; a resumed run's come from its checkpoint), else validated now."""
+        if self.ikd is not None and self.values is not None and same(args, self.values, KEYS):
+            return self.ikd
+        return IKDConfig.from_mapping(args)
+
+    def checked_data(self, data: dict) -> bool:
+        """Whether the teacher was checked against a dataset with ``data``'s classes and channels (what the check
+        reads)."""
+        return self.data is not None and same(data, self.data, ("nc", "names", "channels"))
+
+    def checked_student(self, model) -> bool:
+        """Whether the student of ``model=`` (the run's ``args.model``) was checked against the teacher."""
+        return self.student is not None and model == self.student
+
+
+def preflight(overrides: dict) -> Checked:
     """Validate a new run's inputs (IKD keys, argument values, batch, output folder, data and its images, teacher,
-    student) and return the loaded teacher."""
-    IKDConfig.from_mapping(overrides)
+    student) and return what was loaded and checked (nothing for a resumed run)."""
+    ikd = IKDConfig.from_mapping(overrides)
     check_batch(overrides.get("batch", 16))
     args = check_args(overrides)
     if overrides.get("resume"):
         check_resumable(overrides["resume"])
         if overrides.get("save_dir"):
             check_output_folder(args)
-        return None
+        return Checked()
     check_output_folder(args)
     check_amp(overrides.get("amp"), overrides.get("device"))
     teacher = load_teacher(overrides.get("distill_model"))
@@ -229,4 +272,8 @@ def preflight(overrides: dict) -> nn.Module | None:
         check_teacher_student(teacher, student)
     if data is not None:
         check_images(args, data, overrides["data"])
-    return teacher
+    values = None  # the values ikd was validated from; unknown here when a deprecated key was renamed
+    if not any(old in overrides for old in ALIASES):
+        values = {**default_settings(), **{k: v for k, v in overrides.items() if k in KEYS}}
+    model = overrides.get("model") if student is not None else None
+    return Checked(ikd=ikd, values=values, teacher=teacher, data=data, student=model)

@@ -33,10 +33,10 @@ from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .checkpoint import drop_ikd_state, restore, restore_kd_module, saving, strip_to_student, wrapper_checkpoints
-from .config import KEYS, IKDConfig, default_settings
+from .config import KEYS, default_settings
 from .frequency_run import FrequencyAugmentation
 from .model import KD_TERMS, IKDDistillationModel
-from .preflight import normalize_overrides, preflight
+from .preflight import Checked, normalize_overrides, preflight
 from .run_log import (
     PREFIX,
     log_adversarial_switch,
@@ -69,21 +69,25 @@ class IKDTrainer(DetectionTrainer):
         overrides = resume_in_place(normalize_overrides(overrides))
         # a new run loads and checks its inputs before Ultralytics creates the run folder; a resumed one loads its
         # teacher after Ultralytics has read the checkpoint's arguments, where the teacher path is stored
-        teacher = preflight(overrides)
+        checked = preflight(overrides)
         cfg = cfg2dict(cfg)
         cfg = {**default_settings(), **cfg}  # IKD keys become valid train arguments
         self._created = folder_to_create(cfg, overrides)
         try:
             super().__init__(cfg, overrides, _callbacks)
-            self._init_ikd(teacher)
+            self._init_ikd(checked)
         except BaseException:  # e.g. Ctrl-C once the run folder exists
             self.discard_unstarted_run()
             raise
 
-    def _init_ikd(self, teacher) -> None:
-        self.ikd = IKDConfig.from_mapping(vars(self.args))  # final values: a resumed run takes its checkpoint's
-        self.teacher = teacher if teacher is not None else load_teacher(self.args.distill_model)
-        check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
+    def _init_ikd(self, checked: Checked) -> None:
+        """The IKD state, from what the preflight checked where it applies to the final arguments (a resumed run's
+        come from its checkpoint)."""
+        self.ikd = checked.config(vars(self.args))
+        self.teacher = checked.teacher if checked.teacher is not None else load_teacher(self.args.distill_model)
+        if not checked.checked_data(self.data):
+            check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
+        self._student_checked = checked.checked_student(self.args.model)
         self.frequency = FrequencyAugmentation(self.ikd)
         self.args.augmentations = self.frequency.augmentations(getattr(self.args, "augmentations", None))
         self._batch_i = 0
@@ -113,7 +117,8 @@ class IKDTrainer(DetectionTrainer):
         # wrapper (from the pickled wrapper of the checkpoints of earlier versions)
         student = model.student_model if isinstance(model, DistillationModel) else model
         student.args = self.args
-        check_teacher_student(self.teacher, student)
+        if not self._student_checked:  # the preflight checked a new run's model= already
+            check_teacher_student(self.teacher, student)
         self.model = IKDDistillationModel(teacher_model=self.teacher, student_model=student, ikd=self.ikd)
         return restore(self.model, ckpt, self.resume, self.args.model)  # the trained state of a run's checkpoint
 
