@@ -376,3 +376,35 @@ def test_frequency_stop_at_close_mosaic_keeps_the_run_paired_with_one_without_it
     plain = train("plain", freq_aug=False)
     assert torch.equal(train("with_close", freq_epochs=0.667, **idle), plain)  # stops at epoch 3 = close_mosaic's
     assert not torch.equal(train("before_close", freq_epochs=0.333, **idle), plain)  # stops at epoch 2: own restart
+
+
+def test_a_new_run_checks_its_inputs_once(shapes_data, tmp_path, monkeypatch):
+    """The trainer takes what the preflight loaded and checked (settings, teacher, data, student) instead of doing
+    it again."""
+    import collections
+
+    import ikd_yolo.config
+    import ikd_yolo.preflight
+    import ikd_yolo.trainer
+
+    calls = collections.Counter()
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("resolve_aliases", "check_teacher_data", "check_teacher_student", "load_teacher"):
+        modules = [m for m in (ikd_yolo.config, ikd_yolo.preflight, ikd_yolo.trainer) if hasattr(m, name)]
+        wrapper = counted(name, getattr(modules[0], name))
+        for module in modules:
+            monkeypatch.setattr(module, name, wrapper)
+    from_mapping = IKDConfig.from_mapping.__func__
+    monkeypatch.setattr(IKDConfig, "from_mapping", classmethod(counted("from_mapping", from_mapping)))
+    trainer = helpers.trainer(tmp_path, data=shapes_data)
+    trainer.setup_model()
+    assert isinstance(trainer.model, IKDDistillationModel)
+    names = ("resolve_aliases", "from_mapping", "check_teacher_data", "check_teacher_student", "load_teacher")
+    assert calls == dict.fromkeys(names, 1), calls
