@@ -115,7 +115,7 @@ TEACHER_SEED = 2  # the teachers' own images: another stream of the generator, d
 HEADLINE = "annotator-typical"
 # the arms and seeds of each regime of the textured scales (compare's arms= and seeds= on the command line win);
 # native at the dis chosen on val (BENCHMARKS.md, "Native distillation tuned")
-NATIVE = "native:dis=1"
+NATIVE = "native:dis=0.5"
 HEADLINE_ARMS = dict(arms=f"none,{NATIVE},kd,ikd,kd+freq,kd+adv,none+freq", seeds=5)
 OTHER_ARMS = dict(arms="none,kd,ikd", seeds=3)
 
@@ -251,10 +251,14 @@ def main() -> None:
     p.add_argument("--prepare-only", action="store_true", help="only the data, teachers and pretrained student")
     p.add_argument("--smoke", action="store_true", help="the scale end to end at a tiny size (own cache folder)")
     p.add_argument("--render", metavar="RESULTS_JSON", help="only write BENCHMARKS.md's block of a results json")
+    p.add_argument("--collect", action="store_true", help="only gather the regimes' test jsons into <scale>.json")
     p.add_argument("compare_args", nargs="*", metavar="KEY=VALUE", help="compare arguments: arms=, seeds=, split=")
     a = p.parse_args()
     if a.render:
         update_benchmarks_md(Path(a.render).stem, render(Path(a.render)))
+        return
+    if a.collect:
+        collect(a.scale)
         return
     from ultralytics.cfg import smart_value
 
@@ -280,6 +284,22 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str))
     print(f"results: {RESULTS / (stem + '.json')}")
+
+
+def collect(scale_name: str) -> None:
+    """``results/<scale>.json`` from the regimes measured one at a time (``results/<scale>-<regime>.json``, scored on
+    test), in the scale's regime order; a regime not yet measured is left out and named."""
+    out = {"scale": scale_name, "regimes": [], "missing": []}
+    for r in regimes(SCALES[scale_name]):
+        f = RESULTS / f"{scale_name}-{r}.json"
+        if not f.is_file():
+            out["missing"].append(r)
+            continue
+        (regime,) = json.loads(f.read_text())["regimes"]
+        assert regime["compare"]["split"] == "test", f"{f} is not scored on test"
+        out["regimes"].append(regime)
+    (RESULTS / f"{scale_name}.json").write_text(json.dumps(out, indent=1, default=str))
+    print(f"results: {RESULTS / (scale_name + '.json')}; not yet measured: {', '.join(out['missing']) or 'none'}")
 
 
 def render(results: Path) -> str:
