@@ -3,16 +3,13 @@
 
 A fraction of the current (already augmented) batch is attacked with MI-DI-FGSM against the frozen teacher's
 classification loss on the batch's ground truth (:mod:`ikd_yolo.adversarial`), at ``adv_scale`` of the image's
-resolution (the perturbation is then resized to it). Teacher and student then run on the adversarial images and the
-student's outputs are pulled towards the teacher's: with ``adv_match=response`` (default) its Detect outputs, by BCKD
-and LD (:mod:`ikd_yolo.response_kd`); with ``features`` (the reference's term) its projected Detect-input features
-(:mod:`ikd_yolo.kd_losses`); with ``labels`` the teacher is not matched at all: the student's detection loss on the
-adversarial images and the batch's (teacher-refined) labels; with ``delta`` the student's outputs must move from its
-own clean outputs as the teacher's move from the teacher's (BCKD and LD towards the student's clean logits plus the
-teacher's change under the attack), which transfers how the teacher reacts to the perturbation without pulling the
-student towards the teacher's clean-image confidences. ``adv_target=gap`` makes the attack ascend the matching term
-itself (the student's distance to the teacher) instead of the teacher's classification loss. The student's BatchNorm
-on the adversarial images follows ``adv_bn`` (:mod:`ikd_yolo.adv_bn`).
+resolution (the perturbation is then resized to it). The student (and, when the mode reads it, the teacher) then run
+on the adversarial images and the ``adv_match`` mode, an object of :mod:`ikd_yolo.adv_match` (``matching``), turns
+their outputs into the term: by default (``response``) the student's Detect outputs are pulled towards the
+teacher's. The forwards here are the ones the mode asks for; what they give is handed to it as an
+:class:`~ikd_yolo.adv_match.AdversarialStep`, nothing of the step is kept on the wrapper. ``adv_target=gap`` makes the
+attack ascend the matching term itself (the student's distance to the teacher) instead of the teacher's
+classification loss. The student's BatchNorm on the adversarial images follows ``adv_bn`` (:mod:`ikd_yolo.adv_bn`).
 
 Choices made deliberately:
 
@@ -26,22 +23,25 @@ Choices made deliberately:
 
 The mixin reads the wrapper's teacher, student, hooks (``_teacher_feats``, ``_student_feats``, ``feats_idx``),
 ``ikd``, ``same_reg_max`` and ``adv_active``, and calls its :meth:`pop_features`, :meth:`teacher_pass` and
-:meth:`clean_kd_terms`.
+:meth:`clean_kd_terms` (which returns the refined batch and, asked for them, the student's outputs on the
+adversarial images of a shared forward and its clean Detect logits).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 
+from . import adv_match
 from .adv_bn import ONE_FORWARD, frozen_bn_statistics, running_bn_statistics, split_bn_statistics, take
+from .adv_match import AdversarialStep
 from .adversarial import TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
-from .kd_losses import FEATURE_LOSSES, feature_loss
-from .response_kd import bckd_loss, head_outputs, ld_loss
+from .response_kd import head_outputs
 
 # The teacher's classification loss is multiplied by this before its input gradient is taken: the gradient is
 # L1-normalised per sample and only its sign is used, so the factor changes nothing except keeping fp16
@@ -52,13 +52,6 @@ ATTACK_LOSS_SCALE = 1024.0
 def attack_step(ikd: IKDConfig) -> float:
     """The attack's step in pixel levels: ``adv_step_size``, or ``adv_eps / adv_steps`` when that is 0."""
     return ikd.adv_step_size or ikd.adv_eps / max(1, ikd.adv_steps)
-
-
-def adv_loss_name(ikd: IKDConfig) -> str:
-    """The adversarial term's feature loss: ``adv_loss``, or for ``base`` the feature base's (mse if it has none)."""
-    if ikd.adv_loss != "base":
-        return ikd.adv_loss
-    return ikd.kd_loss if ikd.kd_loss in FEATURE_LOSSES else "mse"
 
 
 def attacked_count(ikd: IKDConfig, batch_size: int) -> int:
@@ -89,85 +82,82 @@ class AdversarialTerm:
     Attributes:
         adv_active (bool): Whether the adversarial term is on for the current epoch (set by the trainer).
         adv_skipped (int): Batches whose adversarial term was not finite and was skipped.
+        matching (AdvMatch): The ``adv_match`` mode (:mod:`ikd_yolo.adv_match`).
     """
 
     def init_adversarial_term(self, adv_active: bool) -> None:
-        """The term's state, empty (called by the wrapper's constructor)."""
+        """The term's state, empty (called by the wrapper's constructor, once ``same_reg_max`` is known)."""
         self.adv_active = adv_active
         self.adv_skipped = 0
         self._attack_failures: torch.Tensor | int = 0  # images whose attack gradient was not finite (on the device)
         self._teacher_loss: TeacherClsLoss | None = None
-        self._adv_student_feats: dict = {}  # adv_bn split/joint: the student's hooked outputs on the adversarial images
-        self._adv_preds = None  # adv_bn split/joint: the student's training outputs on them (adv_match=labels)
-        self._clean_heads: dict = {}  # adv_match=delta: student's and teacher's logits on the attacked images, clean
+        self.matching = adv_match.make(self.ikd, self.same_reg_max)
 
     def __getstate__(self):
         """Drop the cached teacher criterion (it references the teacher, which must not reach EMA or checkpoints) and
-        the step's state."""
+        the epoch's count of failed attacks."""
         state = super().__getstate__()
         state["_teacher_loss"] = None
-        state["_adv_student_feats"] = {}
-        state["_adv_preds"] = None
-        state["_clean_heads"] = {}
         state["_attack_failures"] = 0
         return state
 
     def clean_and_adversarial_terms(self, batch: dict):
         """:meth:`clean_kd_terms` plus the adversarial term ``adv`` (times ``adv_weight``): with ``adv_bn`` split or
         joint the student sees the clean and the adversarial images in one forward, else in two."""
+        head_of = attacked_count(self.ikd, batch["img"].shape[0]) if self.matching.needs_clean_heads else 0
         if self.ikd.adv_bn not in ONE_FORWARD:
-            regular, items, terms = self.clean_kd_terms(batch)
-            terms["adv"] = self.adversarial_feature_loss(self._refined) * self.ikd.adv_weight
-            self._refined = None
-            return regular, items, terms
-        self._teacher_feats.clear()
-        batch = self.teacher_pass(batch, self.soft_terms_on)  # the attack reads the labels the student learns
-        clean_teacher = dict(self._teacher_feats)  # the attack's teacher passes empty the hooks
-        adv_img = self.adversarial_images(batch)
-        self._teacher_feats.update(clean_teacher)
-        regular, items, terms = self.clean_kd_terms(batch, extra=adv_img, teacher_done=True)
-        labelled = sub_batch(self._refined, adv_img.shape[0]) if self.ikd.adv_match == "labels" else None
-        clean = batch["img"][: adv_img.shape[0]]  # the attack takes the first images
-        term = self.adversarial_term(adv_img, clean, self._adv_student_feats, self._adv_preds, labelled)
-        terms["adv"] = term * self.ikd.adv_weight
-        self._adv_student_feats, self._adv_preds, self._refined = {}, None, None
-        return regular, items, terms
+            clean = self.clean_kd_terms(batch, head_of=head_of)
+            term = self.adversarial_feature_loss(clean.batch, clean.student_head)
+        else:
+            self._teacher_feats.clear()
+            batch = self.teacher_pass(batch, self.soft_terms_on)  # the attack reads the labels the student learns
+            clean_teacher = dict(self._teacher_feats)  # the attack's teacher passes empty the hooks
+            adv_img = self.adversarial_images(batch)
+            self._teacher_feats.update(clean_teacher)
+            clean = self.clean_kd_terms(batch, extra=adv_img, teacher_done=True, head_of=head_of)
+            outputs = (clean.extra_student, clean.extra_preds, clean.student_head)
+            term = self.adversarial_term(self.adversarial_step(adv_img, clean.batch, *outputs))
+        clean.terms["adv"] = term * self.ikd.adv_weight
+        return clean.regular, clean.items, clean.terms
 
     def joint_forward(self, img: torch.Tensor, extra: torch.Tensor):
         """The student's forward of ``img`` and the adversarial images ``extra`` together (``adv_bn`` split or
-        joint): the training outputs on ``img``; the hooks keep the features of ``img``, those of ``extra`` are left
-        in ``_adv_student_feats`` and (``adv_match=labels``) its training outputs in ``_adv_preds``."""
+        joint): the training outputs on ``img``, the student's hooked outputs on ``extra`` and (``needs_preds``) its
+        training outputs on them, else None; the hooks keep the outputs of ``img``."""
         n = img.shape[0]
         split = self.ikd.adv_bn == "split"
         with split_bn_statistics(self.student_model, n) if split else contextlib.nullcontext():
             both = self.student_model(torch.cat([img, extra.to(img.dtype)]))
         preds = take(both, slice(0, n))
-        if self.ikd.adv_match == "labels":  # the only reader of the adversarial images' training outputs
-            self._adv_preds = take(both, slice(n, None))
+        extra_preds = take(both, slice(n, None)) if self.matching.needs_preds else None
         hooked = dict(self._student_feats)
         self._student_feats.clear()  # the hooks' own dict: emptied and refilled, never replaced
         self._student_feats.update({k: take(v, slice(0, n)) for k, v in hooked.items()})
-        self._adv_student_feats = {k: take(v, slice(n, None)) for k, v in hooked.items()}
-        return preds
+        return preds, {k: take(v, slice(n, None)) for k, v in hooked.items()}, extra_preds
 
-    def keep_clean_student_head(self, batch_size: int) -> None:
-        """``adv_match=delta``: keep the student's Detect logits on the clean images the attack will take, from the
-        hooks of the clean forward."""
-        if self.ikd.adv_match == "delta" and self.ikd.adv_aug and self.adv_active:
-            head = self._student_feats[len(self.feats_idx) - 1]  # the attack takes the first images of the batch
-            self._clean_heads["student"] = head_logits(head, attacked_count(self.ikd, batch_size))
-
-    def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
-        """Attack part of the batch against the teacher and match student to teacher features on it, with a student
-        forward of its own (``adv_bn`` batch or running). ``batch`` carries the labels the detection loss used (refined
-        per batch with ``kd_labels_mode=batch``): the attack and ``adv_match=labels`` read them."""
+    def adversarial_feature_loss(self, batch: dict, student_head: dict | None = None) -> torch.Tensor:
+        """Attack part of the batch against the teacher and match student to teacher on it, with a student forward of
+        its own (``adv_bn`` batch or running). ``batch`` carries the labels the detection loss used (refined per
+        batch with ``kd_labels_mode=batch``): the attack and ``adv_match=labels`` read them. ``student_head``
+        (``needs_clean_heads``): the student's Detect logits on the attacked images before the attack."""
         adv_img = self.adversarial_images(batch)
         self._student_feats.clear()
         with self.separate_adv_bn():
             preds = self.student_model(adv_img)
-        hooked = dict(self._student_feats)
-        part = sub_batch(batch, adv_img.shape[0])
-        return self.adversarial_term(adv_img, part["img"], hooked, preds, part)
+        step = self.adversarial_step(adv_img, batch, dict(self._student_feats), preds, student_head)
+        return self.adversarial_term(step)
+
+    def adversarial_step(
+        self, adv_img: torch.Tensor, batch: dict, student: dict, preds, student_head: dict | None
+    ) -> AdversarialStep:
+        """The step's data for the mode's loss: the attacked images ``adv_img`` (the first of ``batch``, whose labels
+        they take), the student's hooked outputs ``student``, training outputs ``preds`` (kept for ``needs_preds``)
+        and (``needs_clean_heads``) Detect logits ``student_head`` on the same images before the attack."""
+        clean_img = batch["img"][: adv_img.shape[0]]
+        if not self.matching.needs_preds:
+            return AdversarialStep(adv_img, clean_img, student, student_head=student_head)
+        labelled = sub_batch(batch, adv_img.shape[0])
+        return AdversarialStep(adv_img, clean_img, student, preds, labelled, self.student_model.loss, student_head)
 
     def separate_adv_bn(self):
         """The student's BatchNorm for a forward of adversarial images of their own: running statistics
@@ -175,67 +165,41 @@ class AdversarialTerm:
         bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
         return bn(self.student_model)
 
-    def adversarial_term(
-        self, adv_img: torch.Tensor, clean_img: torch.Tensor, student_hooked: dict, preds, labelled: dict | None
-    ) -> torch.Tensor:
-        """The loss between the student's hooked outputs on ``adv_img`` and the teacher's on the same images (with
-        ``adv_match=delta``, the teacher's change from ``clean_img``, the same images before the attack), or
-        (``adv_match=labels``) the student's detection loss on them, per image, from its training outputs ``preds``
-        and the attacked images' labels ``labelled``. Zero, and counted in ``adv_skipped``, when it is not finite
-        (e.g. a failed attack)."""
+    def adversarial_term(self, step: AdversarialStep) -> torch.Tensor:
+        """The mode's loss on ``step`` (:attr:`matching`), after the teacher's forward on the adversarial images (and
+        on the same images before the attack, for ``needs_clean_heads``) when it reads the teacher. Zero, and counted
+        in ``adv_skipped``, when it is not finite (e.g. a failed attack)."""
         self._teacher_feats.clear()
         self._student_feats.clear()
-        if self.ikd.adv_match == "labels":  # no teacher pass: the labels are the batch's (teacher-refined ones)
-            loss, _ = self.student_model.loss(labelled, preds)
-            total = loss.sum().reshape(1) / adv_img.shape[0]
-        else:
+        hooked = None
+        if self.matching.uses_teacher:
             with torch.no_grad():
-                if self.ikd.adv_match == "delta":  # the teacher's outputs on the same images before the attack
-                    self.teacher_model(clean_img)
-                    self._clean_heads["teacher"] = head_logits(self._teacher_feats[len(self.feats_idx) - 1])
+                if self.matching.needs_clean_heads:
+                    self.teacher_model(step.clean_img)
+                    head = head_logits(self._teacher_feats[len(self.feats_idx) - 1])
+                    step = dataclasses.replace(step, teacher_head=head)
                     self._teacher_feats.clear()
-                self.teacher_model(adv_img)
-            self._student_feats.update(student_hooked)
-            total = self.match_loss()
+                self.teacher_model(step.adv_img)
+            self._student_feats.update(step.student)
+            hooked = self.pop_features()
+        total = self.matching.loss(hooked, step)
         if not torch.isfinite(total).all():  # the term's one wait for the GPU
             self.adv_skipped += 1
-            return torch.zeros(1, device=adv_img.device)
-        return total
-
-    def match_loss(self) -> torch.Tensor:
-        """The adversarial term's loss between the hooked student and teacher outputs of the last forwards
-        (``adv_match``: projected features or Detect outputs); the hooks are emptied."""
-        students, teachers, student_head, teacher_head = self.pop_features()
-        total = torch.zeros(1, device=teachers[0].device)
-        if self.ikd.adv_match == "delta":  # targets: the student's clean logits moved as the teacher's moved
-            clean, self._clean_heads = self._clean_heads, {}
-            student, teacher = clean["student"], clean["teacher"]
-            keys = ("boxes", "scores") if self.same_reg_max else ("scores",)  # DFL bins: only when comparable
-            teacher_head = {k: student[k] + (teacher_head[k] - teacher[k]) for k in keys}
-        if self.ikd.adv_match in ("response", "delta"):  # the target outputs on the adversarial images
-            total = total + bckd_loss(student_head["scores"], teacher_head["scores"], self.ikd.kd_cls_beta)
-            if self.same_reg_max:
-                total = total + ld_loss(
-                    student_head["boxes"], teacher_head["boxes"], teacher_head["scores"], self.ikd.kd_dfl_tau
-                )
-        else:
-            for student_feat, teacher_feat in zip(students, teachers, strict=True):
-                loss = feature_loss(adv_loss_name(self.ikd), student_feat, teacher_feat, self.ikd.adv_cwd_tau)
-                total = total + loss
+            return torch.zeros(1, device=step.adv_img.device)
         return total
 
     def student_teacher_gap(self, x: torch.Tensor) -> torch.Tensor:
         """``adv_target=gap``'s attack objective: the adversarial term between the student and the teacher on
-        ``x`` (differentiable with respect to ``x``; the student's BatchNorm statistics do not move). BCKD and LD
-        take the teacher's outputs as fixed targets, so with ``adv_match=response`` the teacher runs without a graph
-        (the gradient reaches ``x`` through the student only, as it would anyway)."""
+        ``x`` (differentiable with respect to ``x``; the student's BatchNorm statistics do not move). A mode whose
+        loss takes the teacher's outputs as fixed targets (``fixed_targets``: BCKD, LD) runs the teacher without a
+        graph (the gradient reaches ``x`` through the student only, as it would anyway)."""
         self._teacher_feats.clear()
         self._student_feats.clear()
-        with torch.no_grad() if self.ikd.adv_match == "response" else contextlib.nullcontext():
+        with torch.no_grad() if self.matching.fixed_targets else contextlib.nullcontext():
             self.teacher_model(x)
         with self.separate_adv_bn():
             self.student_model(x)
-        return self.match_loss().sum()
+        return self.matching.loss(self.pop_features()).sum()
 
     def adversarial_images(self, batch: dict) -> torch.Tensor:
         """The attacked part of the batch (its first ``adv_batch_frac``) made adversarial against the teacher at

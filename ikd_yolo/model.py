@@ -27,9 +27,9 @@ features. At scale 0 (after the warm-up), or when every KD term's weight is 0, t
 
 **Adversarial feature augmentation** (:mod:`ikd_yolo.adversarial_term`, the mixin :class:`AdversarialTerm`): part
 of the batch is attacked against the frozen teacher (:mod:`ikd_yolo.adversarial`) and the student's outputs on the
-attacked images are matched to the teacher's (``adv_match``), with the student's BatchNorm following ``adv_bn``
-(:mod:`ikd_yolo.adv_bn`). The term is reported as ``adv_loss`` (zero when inactive, and in eval mode, because
-Ultralytics freezes loss columns at the first batch).
+attacked images are matched as the ``adv_match`` mode says (one object per mode, :mod:`ikd_yolo.adv_match`), with
+the student's BatchNorm following ``adv_bn`` (:mod:`ikd_yolo.adv_bn`). The term is reported as ``adv_loss`` (zero
+when inactive, and in eval mode, because Ultralytics freezes loss columns at the first batch).
 
 Choices made deliberately:
 
@@ -42,6 +42,7 @@ Choices made deliberately:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -49,7 +50,8 @@ from torch import nn
 from ultralytics.nn.distill_model import DistillationModel
 
 from .adv_bn import frozen_bn_statistics, split_bn_statistics, take
-from .adversarial_term import AdversarialTerm, adv_loss_name, attack_step, sub_batch
+from .adv_match import adv_loss_name
+from .adversarial_term import AdversarialTerm, attack_step, head_logits, sub_batch
 from .config import IKDConfig
 from .kd_losses import build_kd_module
 from .pseudo_labels import refine_dataset, refine_labels, teacher_detections
@@ -73,6 +75,21 @@ __all__ = [
 KD_TERMS = {"dis": "dis_loss", "cls": "cls_kd", "dfl": "dfl_kd", "adv": "adv_loss"}
 
 
+class CleanTerms(NamedTuple):
+    """What :meth:`IKDDistillationModel.clean_kd_terms` computed: the detection loss ``regular`` and its ``items``,
+    the KD ``terms`` by name, the ``batch`` with the labels the detection loss used; when asked for, the student's
+    Detect logits on the images the attack takes (``student_head``, ``adv_match=delta``), its hooked outputs and
+    training outputs on the images of the same forward (``extra_student``, ``extra_preds``)."""
+
+    regular: torch.Tensor
+    items: dict
+    terms: dict
+    batch: dict
+    student_head: dict | None = None
+    extra_student: dict | None = None
+    extra_preds: Any = None
+
+
 class IKDDistillationModel(AdversarialTerm, DistillationModel):
     """Teacher-student wrapper: detection loss, feature KD, response KD and IKD's adversarial term.
 
@@ -93,10 +110,8 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         self.ikd = ikd
         self.kd_scale = 1.0
         self.projector_warmup = False
-        self.init_adversarial_term(adv_active=ikd.adv_aug)
         self._balance: GradientBalance | None = None
         self._calibrated: bool | None = None  # mirror of the kd_calibrated buffer, read on first use
-        self._refined: dict | None = None  # the batch with the labels of the last clean detection loss
         device = next(self.projector.parameters()).device
         channels = [p[-1].out_channels for p in self.projector]  # teacher channels per level
         kd_module = build_kd_module(ikd, channels)
@@ -112,13 +127,13 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         self.soft_terms_on = self.feature_term_on or ikd.kd_cls_weight > 0 or self.dfl_kd_on
         # kd_labels_mode=dataset refines the dataset's labels once (the trainer); batch: here, on every batch
         self.labels_per_batch = ikd.kd_labels > 0 and ikd.kd_labels_mode == "batch"
+        self.init_adversarial_term(adv_active=ikd.adv_aug)
 
     def __getstate__(self):
         """Drop the step's state from copies (EMA, checkpoints); the adversarial term's is dropped by its mixin."""
         state = super().__getstate__()
         state["_balance"] = None
         state["_calibrated"] = None  # a copy (EMA, checkpoint) reads its own buffer
-        state["_refined"] = None
         return state
 
     # --- the trainer's interface: one call before the first epoch, one per batch, two per epoch -------------------
@@ -169,7 +184,7 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         kd_on = (self.kd_scale > 0 or calibrating or warmup) and (self.soft_terms_on or adv_on)
         if not self.training or not kd_on:  # detection alone; the teacher runs only for per-batch kd_labels
             if self.training and self.labels_per_batch:  # e.g. the close_mosaic epochs
-                regular, items, _ = self.clean_kd_terms(batch, kd_terms=False)
+                regular, items = self.clean_kd_terms(batch, kd_terms=False)[:2]
             else:
                 if preds is None or self.training:
                     preds = self.student_model(batch["img"])
@@ -180,7 +195,7 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
             return torch.cat([regular, zero.repeat(len(KD_TERMS))]), items
 
         if warmup:  # the projector (and kd_module) learn on detached student features; the student sees detection
-            regular, items, terms = self.clean_kd_terms(batch, detach_student=True)
+            regular, items, terms = self.clean_kd_terms(batch, detach_student=True)[:3]
             items.update({name: zero.detach() for name in KD_TERMS.values()})
             items["dis_loss"] = terms["dis"].detach().reshape(1)
             bs = batch["img"].shape[0]
@@ -189,8 +204,7 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         if adv_on:
             regular, items, terms = self.clean_and_adversarial_terms(batch)
         else:
-            regular, items, terms = self.clean_kd_terms(batch)
-            self._refined = None
+            regular, items, terms = self.clean_kd_terms(batch)[:3]
         bs = batch["img"].shape[0]
         if calibrating:
             self.calibrate(regular.sum(), {k: v * bs for k, v in terms.items()})
@@ -265,42 +279,52 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         return batch
 
     def clean_kd_terms(
-        self, batch: dict, detach_student: bool = False, kd_terms: bool = True, extra=None, teacher_done: bool = False
-    ):
+        self,
+        batch: dict,
+        detach_student: bool = False,
+        kd_terms: bool = True,
+        extra=None,
+        teacher_done: bool = False,
+        head_of: int = 0,
+    ) -> CleanTerms:
         """Teacher and student forwards on the clean batch: detection loss (on the teacher-refined labels when
         ``kd_labels`` is on), its items, and the unweighted-by-schedule KD terms ``dis`` (feature base), ``cls`` and
-        ``dfl`` (response). ``detach_student``: the projector warm-up, only ``dis``, on student features cut from the
-        student's graph. ``kd_terms=False``: the detection loss alone. ``extra``: images that the student sees in the
-        same forward, after the batch's (``adv_bn`` split or joint); their hooked features are left in
-        ``_adv_student_feats`` and their training outputs in ``_adv_preds``. The batch with the labels the detection
-        loss used (refined per batch when ``kd_labels_mode=batch``) is left in ``_refined``. ``teacher_done``: the
+        ``dfl`` (response), with the batch whose labels the detection loss used (refined per batch when
+        ``kd_labels_mode=batch``). ``detach_student``: the projector warm-up, only ``dis``, on student features cut
+        from the student's graph. ``kd_terms=False``: the detection loss alone. ``extra``: images that the student
+        sees in the same forward, after the batch's (``adv_bn`` split or joint); its outputs on them are returned.
+        ``head_of``: return the student's Detect logits on the first ``head_of`` images. ``teacher_done``: the
         caller ran :meth:`teacher_pass` on ``batch`` already (its hooks hold the teacher's outputs)."""
         self._student_feats.clear()
         kd_terms = kd_terms and self.soft_terms_on  # e.g. the adversarial term alone: no clean-image KD term
         if not teacher_done:
             self._teacher_feats.clear()
             batch = self.teacher_pass(batch, kd_terms)
-        self._refined = batch
         img = batch["img"]  # the hooks capture the student's features
-        preds = self.student_model(img) if extra is None else self.joint_forward(img, extra)
-        self.keep_clean_student_head(batch["img"].shape[0])
+        extra_student = extra_preds = None
+        if extra is None:
+            preds = self.student_model(img)
+        else:
+            preds, extra_student, extra_preds = self.joint_forward(img, extra)
+        head = head_logits(self._student_feats[len(self.feats_idx) - 1], head_of) if head_of else None
         regular_loss, loss_items = self.student_model.loss(batch, preds)
+        out = CleanTerms(regular_loss, loss_items, {}, batch, head, extra_student, extra_preds)
         if not kd_terms:
             self._teacher_feats.clear()
             self._student_feats.clear()
-            return regular_loss, loss_items, {}
+            return out
         students, teachers, student_head, teacher_head = self.pop_features(detach_student)  # teacher: no graph
-        terms = {}
+        terms = out.terms
         if self.feature_term_on and self.kd_module is None:  # kd_loss=native
             terms["dis"] = self.native_term(students, teachers, teacher_head)
         elif self.feature_term_on:
             terms["dis"] = self.kd_module(students, teachers, batch)
         if detach_student:
-            return regular_loss, loss_items, terms
+            return out
         if self.ikd.kd_cls_weight > 0:
             cls = bckd_loss(student_head["scores"], teacher_head["scores"], self.ikd.kd_cls_beta)
             terms["cls"] = cls * self.ikd.kd_cls_weight
         if self.dfl_kd_on:
             dfl = ld_loss(student_head["boxes"], teacher_head["boxes"], teacher_head["scores"], self.ikd.kd_dfl_tau)
             terms["dfl"] = dfl * self.ikd.kd_dfl_weight
-        return regular_loss, loss_items, terms
+        return out
