@@ -114,7 +114,7 @@ SCALES = {
 TEACHER_SEED = 2  # the teachers' own images: another stream of the generator, disjoint from train, val and test
 HEADLINE = "annotator-typical"
 # the arms and seeds of each regime of the textured scales (compare's arms= and seeds= on the command line win);
-# native at the dis chosen on val (BENCHMARKS.md, "Native distillation tuned")
+# native at the dis chosen on val (BENCHMARKS.md, "Native distillation's `dis`, chosen on val")
 NATIVE = "native:dis=0.5"
 HEADLINE_ARMS = dict(arms=f"none,{NATIVE},kd,ikd,kd+freq,kd+adv,none+freq", seeds=5)
 OTHER_ARMS = dict(arms="none,kd,ikd", seeds=3)
