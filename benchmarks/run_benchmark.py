@@ -296,7 +296,8 @@ def collect(scale_name: str) -> None:
             out["missing"].append(r)
             continue
         (regime,) = json.loads(f.read_text())["regimes"]
-        assert regime["compare"]["split"] == "test", f"{f} is not scored on test"
+        if regime["compare"]["split"] != "test":
+            raise SystemExit(f"{f} is scored on {regime['compare']['split']}, not test: rerun it with split=test")
         out["regimes"].append(regime)
     (RESULTS / f"{scale_name}.json").write_text(json.dumps(out, indent=1, default=str))
     print(f"results: {RESULTS / (scale_name + '.json')}; not yet measured: {', '.join(out['missing']) or 'none'}")
