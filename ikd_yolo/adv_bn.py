@@ -3,11 +3,11 @@
 By default (``split``) the adversarial images run in the same student forward as the clean batch (one student pass
 fewer: the step on a GPU is bound by the CPU's launches), but every BatchNorm layer normalises each group by its own
 batch statistics and updates the running statistics from the clean group only (:func:`split_bn_statistics`), so
-evaluation statistics describe clean images; ``batch`` gives them a forward of their own in train mode (their own
-batch statistics: the numbers of ``split``) that leaves the running statistics as they were
-(:func:`frozen_bn_statistics`); ``running`` normalises them by the running statistics instead
-(:func:`running_bn_statistics`), as the reference's frozen BatchNorm does.
-``joint`` (one forward, shared statistics) lost on every benchmark and was removed (benchmarks/HISTORY.md).
+evaluation statistics describe clean images. ``running`` gives them a forward of their own, normalised by the
+running statistics (:func:`running_bn_statistics`), as the reference's frozen BatchNorm does. A forward in train
+mode that leaves the running statistics as they were (:func:`frozen_bn_statistics`) serves ``adv_target=gap``'s
+attack. Removed (benchmarks/HISTORY.md): ``joint`` (one forward, statistics shared) lost on every benchmark;
+``batch`` (a forward of their own, their own statistics) computed the numbers of ``split`` at more time and memory.
 """
 
 from __future__ import annotations

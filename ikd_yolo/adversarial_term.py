@@ -93,8 +93,8 @@ class AdversarialTerm:
 
     def clean_and_adversarial_terms(self, batch: dict):
         """:meth:`clean_kd_terms` plus the adversarial term ``adv`` (times ``adv_weight``): with ``adv_bn=split`` the
-        student sees the clean and the adversarial images in one forward, else in two."""
-        if self.ikd.adv_bn != "split":
+        student sees the clean and the adversarial images in one forward, with ``running`` in two."""
+        if self.ikd.adv_bn == "running":
             clean = self.clean_kd_terms(batch)
             term = self.adversarial_feature_loss(batch)
         else:
@@ -123,7 +123,7 @@ class AdversarialTerm:
 
     def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
         """Attack part of the batch against the teacher and match student to teacher on it, with a student forward of
-        its own (``adv_bn`` batch or running)."""
+        its own (:meth:`separate_adv_bn`)."""
         adv_img = self.adversarial_images(batch)
         self._student_feats.clear()
         with self.separate_adv_bn():
@@ -131,8 +131,9 @@ class AdversarialTerm:
         return self.adversarial_term(adv_img, dict(self._student_feats))
 
     def separate_adv_bn(self):
-        """The student's BatchNorm for a forward of adversarial images of their own: running statistics
-        (``adv_bn=running``), else their own batch statistics; the running statistics do not move."""
+        """The student's BatchNorm for a forward of adversarial images of their own (``adv_bn=running``, and the
+        ``adv_target=gap`` attack's): running statistics with ``running``, else their own batch statistics; the
+        running statistics do not move."""
         bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
         return bn(self.student_model)
 

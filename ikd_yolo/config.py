@@ -34,7 +34,7 @@ ALIASES: dict[str, str] = {"adv_step": "adv_step_size"}  # one letter away from 
 # Modes removed because they lost on every benchmark (benchmarks/HISTORY.md). A removed key is accepted only at the
 # behaviour every run now has, {key: that value} (a resumed run's checkpoint carries it), and then dropped.
 RETIRED_KEYS: dict[str, str] = {"kd_labels_mode": "dataset", "freq_crop_mode": "window"}
-RETIRED_CHOICES: dict[str, tuple[str, ...]] = {"adv_match": ("labels", "delta"), "adv_bn": ("joint",)}
+RETIRED_CHOICES: dict[str, tuple[str, ...]] = {"adv_match": ("labels", "delta"), "adv_bn": ("joint", "batch")}
 REMOVED = "was removed (it lost on every benchmark: benchmarks/HISTORY.md)"
 
 

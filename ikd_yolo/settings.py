@@ -255,10 +255,9 @@ SETTINGS: dict[str, Setting] = {
     "adv_bn": _s(
         "split",
         "the student's BatchNorm on adversarial images: split = one forward with the clean images, own batch "
-        "statistics per group, running statistics from clean only; batch = own forward; running = frozen (the "
-        "reference's)",
+        "statistics per group, running statistics from clean only; running = own forward, frozen (the reference's)",
         _ADV,
-        choices=("batch", "running", "split"),
+        choices=("running", "split"),
     ),
     "adv_epochs": _s(
         0.667,
