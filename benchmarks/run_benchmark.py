@@ -251,11 +251,12 @@ def main() -> None:
     p.add_argument("--prepare-only", action="store_true", help="only the data, teachers and pretrained student")
     p.add_argument("--smoke", action="store_true", help="the scale end to end at a tiny size (own cache folder)")
     p.add_argument("--render", metavar="RESULTS_JSON", help="only write BENCHMARKS.md's block of a results json")
+    p.add_argument("--against", metavar="ARM", help="with --render: also each arm's paired delta against this arm")
     p.add_argument("--collect", action="store_true", help="only gather the regimes' test jsons into <scale>.json")
     p.add_argument("compare_args", nargs="*", metavar="KEY=VALUE", help="compare arguments: arms=, seeds=, split=")
     a = p.parse_args()
     if a.render:
-        update_benchmarks_md(Path(a.render).stem, render(Path(a.render)))
+        update_benchmarks_md(Path(a.render).stem, render(Path(a.render), a.against))
         return
     if a.collect:
         collect(a.scale)
@@ -303,8 +304,9 @@ def collect(scale_name: str) -> None:
     print(f"results: {RESULTS / (scale_name + '.json')}; not yet measured: {', '.join(out['missing']) or 'none'}")
 
 
-def render(results: Path) -> str:
-    """The markdown of a results json: per regime, what ran where, compare's table and its verdicts."""
+def render(results: Path, ref: str | None = None) -> str:
+    """The markdown of a results json: per regime, what ran where, compare's table and its verdicts (and, with
+    ``ref``, every arm's paired delta against that arm)."""
     from ikd_yolo.tools.compare.report import table
 
     out = json.loads(results.read_text())
@@ -320,10 +322,23 @@ def render(results: Path) -> str:
             "",
             table(s),
             "",
-            *[f"- {v}" for v in s["verdicts"]],
+            *[f"- {v}" for v in s["verdicts"] + (against(s, ref) if ref else [])],
             "",
         ]
     return "\n".join(lines)
+
+
+def against(s: dict, ref: str) -> list[str]:
+    """The verdict of every other arm of the compare summary ``s`` against its arm ``ref``, paired by seed."""
+    from ikd_yolo.tools.compare.report import by_seed
+    from ikd_yolo.tools.compare.stats import paired, verdict
+
+    base = next(e for e in s["arms"] if e["name"] == ref)
+    return [
+        verdict(paired(e["name"], by_seed(e), ref, by_seed(base)), e["epoch_time_s"] / base["epoch_time_s"])
+        for e in s["arms"]
+        if e is not base and e["seeds"]
+    ]
 
 
 def update_benchmarks_md(marker: str, text: str) -> None:

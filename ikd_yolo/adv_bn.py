@@ -3,11 +3,11 @@
 By default (``split``) the adversarial images run in the same student forward as the clean batch (one student pass
 fewer: the step on a GPU is bound by the CPU's launches), but every BatchNorm layer normalises each group by its own
 batch statistics and updates the running statistics from the clean group only (:func:`split_bn_statistics`), so
-evaluation statistics describe clean images; ``joint`` shares the batch statistics and the running-statistics update
-between the two groups (the adversarial images then set the statistics under which the clean images' loss is
-computed); ``batch`` gives them a forward of their own in train mode (their own batch statistics: the numbers of
-``split``) that leaves the running statistics as they were (:func:`frozen_bn_statistics`); ``running`` normalises
-them by the running statistics instead (:func:`running_bn_statistics`).
+evaluation statistics describe clean images. ``running`` gives them a forward of their own, normalised by the
+running statistics (:func:`running_bn_statistics`), as the reference's frozen BatchNorm does. A forward in train
+mode that leaves the running statistics as they were (:func:`frozen_bn_statistics`) serves ``adv_target=gap``'s
+attack. Removed (benchmarks/HISTORY.md): ``joint`` (one forward, statistics shared) lost on every benchmark;
+``batch`` (a forward of their own, their own statistics) computed the numbers of ``split`` at more time and memory.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-ONE_FORWARD = ("joint", "split")  # adv_bn modes whose student sees the clean and adversarial images in one forward
 
 
 @contextlib.contextmanager

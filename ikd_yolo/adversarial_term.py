@@ -3,11 +3,10 @@
 
 A fraction of the current (already augmented) batch is attacked with MI-DI-FGSM against the frozen teacher's
 classification loss on the batch's ground truth (:mod:`ikd_yolo.adversarial`), at ``adv_scale`` of the image's
-resolution (the perturbation is then resized to it). The student (and, when the mode reads it, the teacher) then run
-on the adversarial images and the ``adv_match`` mode, an object of :mod:`ikd_yolo.adv_match` (``matching``), turns
-their outputs into the term: by default (``response``) the student's Detect outputs are pulled towards the
-teacher's. The forwards here are the ones the mode asks for; what they give is handed to it as an
-:class:`~ikd_yolo.adv_match.AdversarialStep`, nothing of the step is kept on the wrapper. ``adv_target=gap`` makes the
+resolution (the perturbation is then resized to it). The student and the teacher then run on the adversarial images
+and the ``adv_match`` mode, an object of :mod:`ikd_yolo.adv_match` (``matching``), turns their outputs into the term:
+by default (``response``) the student's Detect outputs are pulled towards the teacher's; nothing of the step is kept
+on the wrapper. ``adv_target=gap`` makes the
 attack ascend the matching term itself (the student's distance to the teacher) instead of the teacher's
 classification loss. The student's BatchNorm on the adversarial images follows ``adv_bn`` (:mod:`ikd_yolo.adv_bn`).
 
@@ -17,31 +16,28 @@ Choices made deliberately:
   a gradient from it and DDP's reducer is untouched.
 - The attack does not wait for the GPU to check each step: an image whose attack gradient was not finite comes out
   NaN and is replaced by its clean image (so a NaN never reaches the student, whose clean images share its forward
-  with ``adv_bn`` split or joint); such images are counted on the GPU and read once per epoch
+  with ``adv_bn=split``); such images are counted on the GPU and read once per epoch
   (``attack_failures``). A batch whose term is still not finite skips it (counted in ``adv_skipped``).
 - When no clean-image KD term is on (the default recipe), the teacher runs on the attacked images only.
 
 The mixin reads the wrapper's teacher, student, hooks (``_teacher_feats``, ``_student_feats``, ``feats_idx``),
 ``ikd``, ``same_reg_max`` and ``adv_active``, and calls its :meth:`pop_features`, :meth:`teacher_pass` and
-:meth:`clean_kd_terms` (which returns the refined batch and, asked for them, the student's outputs on the
-adversarial images of a shared forward and its clean Detect logits).
+:meth:`clean_kd_terms` (which returns, asked for them, the student's outputs on the adversarial images of a shared
+forward).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 
 from . import adv_match
-from .adv_bn import ONE_FORWARD, frozen_bn_statistics, running_bn_statistics, split_bn_statistics, take
-from .adv_match import AdversarialStep
+from .adv_bn import frozen_bn_statistics, running_bn_statistics, split_bn_statistics, take
 from .adversarial import TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
-from .response_kd import head_outputs
 
 # The teacher's classification loss is multiplied by this before its input gradient is taken: the gradient is
 # L1-normalised per sample and only its sign is used, so the factor changes nothing except keeping fp16
@@ -57,12 +53,6 @@ def attack_step(ikd: IKDConfig) -> float:
 def attacked_count(ikd: IKDConfig, batch_size: int) -> int:
     """How many images of a batch (its first ones) the attack takes: ``adv_batch_frac`` of them, at least one."""
     return max(1, math.ceil(ikd.adv_batch_frac * batch_size))
-
-
-def head_logits(hooked, n: int | None = None) -> dict[str, torch.Tensor]:
-    """The dense class and DFL logits of a hooked Detect output (the first ``n`` images), detached."""
-    out = head_outputs(hooked)
-    return {k: out[k][:n].detach() for k in ("boxes", "scores")}
 
 
 def sub_batch(batch: dict, n: int) -> dict:
@@ -102,90 +92,64 @@ class AdversarialTerm:
         return state
 
     def clean_and_adversarial_terms(self, batch: dict):
-        """:meth:`clean_kd_terms` plus the adversarial term ``adv`` (times ``adv_weight``): with ``adv_bn`` split or
-        joint the student sees the clean and the adversarial images in one forward, else in two."""
-        head_of = attacked_count(self.ikd, batch["img"].shape[0]) if self.matching.needs_clean_heads else 0
-        if self.ikd.adv_bn not in ONE_FORWARD:
-            clean = self.clean_kd_terms(batch, head_of=head_of)
-            term = self.adversarial_feature_loss(clean.batch, clean.student_head)
+        """:meth:`clean_kd_terms` plus the adversarial term ``adv`` (times ``adv_weight``): with ``adv_bn=split`` the
+        student sees the clean and the adversarial images in one forward, with ``running`` in two."""
+        if self.ikd.adv_bn == "running":
+            clean = self.clean_kd_terms(batch)
+            term = self.adversarial_feature_loss(batch)
         else:
             self._teacher_feats.clear()
-            batch = self.teacher_pass(batch, self.soft_terms_on)  # the attack reads the labels the student learns
+            if self.soft_terms_on:
+                self.teacher_pass(batch)
             clean_teacher = dict(self._teacher_feats)  # the attack's teacher passes empty the hooks
             adv_img = self.adversarial_images(batch)
             self._teacher_feats.update(clean_teacher)
-            clean = self.clean_kd_terms(batch, extra=adv_img, teacher_done=True, head_of=head_of)
-            outputs = (clean.extra_student, clean.extra_preds, clean.student_head)
-            term = self.adversarial_term(self.adversarial_step(adv_img, clean.batch, *outputs))
+            clean = self.clean_kd_terms(batch, extra=adv_img, teacher_done=True)
+            term = self.adversarial_term(adv_img, clean.extra_student)
         clean.terms["adv"] = term * self.ikd.adv_weight
         return clean.regular, clean.items, clean.terms
 
     def joint_forward(self, img: torch.Tensor, extra: torch.Tensor):
-        """The student's forward of ``img`` and the adversarial images ``extra`` together (``adv_bn`` split or
-        joint): the training outputs on ``img``, the student's hooked outputs on ``extra`` and (``needs_preds``) its
-        training outputs on them, else None; the hooks keep the outputs of ``img``."""
+        """The student's forward of ``img`` and the adversarial images ``extra`` together (``adv_bn=split``: each group
+        normalised by its own batch statistics): the training outputs on ``img`` and the student's hooked outputs on
+        ``extra``; the hooks keep the outputs of ``img``."""
         n = img.shape[0]
-        split = self.ikd.adv_bn == "split"
-        with split_bn_statistics(self.student_model, n) if split else contextlib.nullcontext():
+        with split_bn_statistics(self.student_model, n):
             both = self.student_model(torch.cat([img, extra.to(img.dtype)]))
-        preds = take(both, slice(0, n))
-        extra_preds = take(both, slice(n, None)) if self.matching.needs_preds else None
         hooked = dict(self._student_feats)
         self._student_feats.clear()  # the hooks' own dict: emptied and refilled, never replaced
         self._student_feats.update({k: take(v, slice(0, n)) for k, v in hooked.items()})
-        return preds, {k: take(v, slice(n, None)) for k, v in hooked.items()}, extra_preds
+        return take(both, slice(0, n)), {k: take(v, slice(n, None)) for k, v in hooked.items()}
 
-    def adversarial_feature_loss(self, batch: dict, student_head: dict | None = None) -> torch.Tensor:
+    def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
         """Attack part of the batch against the teacher and match student to teacher on it, with a student forward of
-        its own (``adv_bn`` batch or running). ``batch`` carries the labels the detection loss used (refined per
-        batch with ``kd_labels_mode=batch``): the attack and ``adv_match=labels`` read them. ``student_head``
-        (``needs_clean_heads``): the student's Detect logits on the attacked images before the attack."""
+        its own (:meth:`separate_adv_bn`)."""
         adv_img = self.adversarial_images(batch)
         self._student_feats.clear()
         with self.separate_adv_bn():
-            preds = self.student_model(adv_img)
-        step = self.adversarial_step(adv_img, batch, dict(self._student_feats), preds, student_head)
-        return self.adversarial_term(step)
-
-    def adversarial_step(
-        self, adv_img: torch.Tensor, batch: dict, student: dict, preds, student_head: dict | None
-    ) -> AdversarialStep:
-        """The step's data for the mode's loss: the attacked images ``adv_img`` (the first of ``batch``, whose labels
-        they take), the student's hooked outputs ``student``, training outputs ``preds`` (kept for ``needs_preds``)
-        and (``needs_clean_heads``) Detect logits ``student_head`` on the same images before the attack."""
-        clean_img = batch["img"][: adv_img.shape[0]]
-        if not self.matching.needs_preds:
-            return AdversarialStep(adv_img, clean_img, student, student_head=student_head)
-        labelled = sub_batch(batch, adv_img.shape[0])
-        return AdversarialStep(adv_img, clean_img, student, preds, labelled, self.student_model.loss, student_head)
+            self.student_model(adv_img)
+        return self.adversarial_term(adv_img, dict(self._student_feats))
 
     def separate_adv_bn(self):
-        """The student's BatchNorm for a forward of adversarial images of their own: running statistics
-        (``adv_bn=running``), else their own batch statistics; the running statistics do not move."""
+        """The student's BatchNorm for a forward of adversarial images of their own (``adv_bn=running``, and the
+        ``adv_target=gap`` attack's): running statistics with ``running``, else their own batch statistics; the
+        running statistics do not move."""
         bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
         return bn(self.student_model)
 
-    def adversarial_term(self, step: AdversarialStep) -> torch.Tensor:
-        """The mode's loss on ``step`` (:attr:`matching`), after the teacher's forward on the adversarial images (and
-        on the same images before the attack, for ``needs_clean_heads``) when it reads the teacher. Zero, and counted
-        in ``adv_skipped``, when it is not finite (e.g. a failed attack)."""
+    def adversarial_term(self, adv_img: torch.Tensor, student: dict) -> torch.Tensor:
+        """The mode's loss (:attr:`matching`) on the adversarial images ``adv_img``, from the student's hooked outputs
+        on them (``student``) and the teacher's forward on them, run here. Zero, and counted in ``adv_skipped``, when
+        it is not finite (e.g. a failed attack)."""
         self._teacher_feats.clear()
         self._student_feats.clear()
-        hooked = None
-        if self.matching.uses_teacher:
-            with torch.no_grad():
-                if self.matching.needs_clean_heads:
-                    self.teacher_model(step.clean_img)
-                    head = head_logits(self._teacher_feats[len(self.feats_idx) - 1])
-                    step = dataclasses.replace(step, teacher_head=head)
-                    self._teacher_feats.clear()
-                self.teacher_model(step.adv_img)
-            self._student_feats.update(step.student)
-            hooked = self.pop_features()
-        total = self.matching.loss(hooked, step)
+        with torch.no_grad():
+            self.teacher_model(adv_img)
+        self._student_feats.update(student)
+        total = self.matching.loss(self.pop_features())
         if not torch.isfinite(total).all():  # the term's one wait for the GPU
             self.adv_skipped += 1
-            return torch.zeros(1, device=step.adv_img.device)
+            return torch.zeros(1, device=adv_img.device)
         return total
 
     def student_teacher_gap(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,11 @@ import difflib
 from ultralytics.cfg import parse_key_value_pair
 from ultralytics.utils import DEFAULT_CFG_DICT
 
-from .config import ALIASES, KEYS, default_settings
+from .config import ALIASES, KEYS, RETIRED_KEYS, default_settings
 from .errors import UserError
 
 EXTRA_KEYS = ("teacher", "export")  # run.py's own keys besides Ultralytics' and the IKD settings
-TRAIN_KEYS = set(DEFAULT_CFG_DICT) | set(KEYS) | set(ALIASES) | set(EXTRA_KEYS)
+TRAIN_KEYS = set(DEFAULT_CFG_DICT) | set(KEYS) | set(ALIASES) | set(RETIRED_KEYS) | set(EXTRA_KEYS)
 EXAMPLES = {"data": "data=my_data.yaml", "model": "model=yolo11n.yaml", "teacher": "teacher=teacher.pt"}
 
 

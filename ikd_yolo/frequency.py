@@ -7,10 +7,9 @@ from the sizes of its objects:
   0.0025): with probability ``noise_p`` the whole image gets Gaussian noise (ImageNet-C ``gaussian_noise``,
   severity 1: sigma 0.08 on a 0..1 image) -- extra high-frequency energy, where small objects live;
 - at least one object is medium or large: with probability ``crop_p`` a window keeping a fraction in
-  [``crop_min_side``, 1] of each side is cropped at a random position. ``crop_mode="window"`` keeps the window's
-  pixels where they are, at their scale, and fills the rest with Ultralytics' padding grey (YOLO batches need one
-  size): border context removed, no resampling; ``"zoom"`` resizes the window back to the input size instead, which
-  also moves content to lower spatial frequencies;
+  [``crop_min_side``, 1] of each side is cropped at a random position: the window's pixels stay where they are, at
+  their scale, and the rest is filled with Ultralytics' padding grey (YOLO batches need one size): border context
+  removed, no resampling, as the reference crops;
 - no objects: left alone.
 
 Where it runs (``freq_stage``): ``source`` (default) on each source image as the dataset loads it
@@ -45,9 +44,7 @@ SETTING_OF = {
     "noise_sigma": "freq_noise_sigma",
     "crop_p": "freq_crop_p",
     "crop_min_side": "freq_crop_min_side",
-    "crop_mode": "freq_crop_mode",
 }
-CROP_MODES = SETTINGS["freq_crop_mode"].choices
 PAD_VALUE = 114  # Ultralytics' letterbox and mosaic grey
 
 
@@ -112,7 +109,6 @@ class SizeAwareFrequencyAug(DualTransform):
         noise_sigma: Noise standard deviation on a 0..1 scale.
         crop_p: Probability of the crop branch on a sample with a non-small object.
         crop_min_side: Smallest fraction of each side the crop keeps.
-        crop_mode: ``window`` (the window in place, the rest padded) or ``zoom`` (the window resized to the image).
         p: Probability of applying the transform at all.
     """
 
@@ -123,7 +119,6 @@ class SizeAwareFrequencyAug(DualTransform):
         noise_sigma: float = _default("noise_sigma"),
         crop_p: float = _default("crop_p"),
         crop_min_side: float = _default("crop_min_side"),
-        crop_mode: str = _default("crop_mode"),
         p: float = 1.0,
     ):
         super().__init__(p=p)
@@ -132,14 +127,11 @@ class SizeAwareFrequencyAug(DualTransform):
         self.noise_sigma = _checked("noise_sigma", noise_sigma)
         self.crop_p = _checked("crop_p", crop_p)
         self.crop_min_side = _checked("crop_min_side", crop_min_side)
-        if crop_mode not in CROP_MODES:
-            raise ValueError(f"SizeAwareFrequencyAug: crop_mode={crop_mode!r} must be one of {CROP_MODES}")
-        self.crop_mode = crop_mode
         # (none, noise, crop) counts shared with forked DataLoader workers, read by the trainer once per epoch
         self.branch_counts = torch.zeros(len(BRANCHES), dtype=torch.int64).share_memory_()
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("small_object_area", "noise_p", "noise_sigma", "crop_p", "crop_min_side", "crop_mode")
+        return ("small_object_area", "noise_p", "noise_sigma", "crop_p", "crop_min_side")
 
     @property
     def targets_as_params(self) -> list[str]:
@@ -180,12 +172,9 @@ class SizeAwareFrequencyAug(DualTransform):
             x0, y0, x1, y1 = window
             rows = slice(int(round(y0 * h)), int(round(y1 * h)))
             cols = slice(int(round(x0 * w)), int(round(x1 * w)))
-            if self.crop_mode == "window":
-                out = np.full_like(img, PAD_VALUE)
-                out[rows, cols] = img[rows, cols]
-                return out
-            out = cv2.resize(img[rows, cols], (w, h), interpolation=cv2.INTER_LINEAR)
-            return out.reshape(img.shape)
+            out = np.full_like(img, PAD_VALUE)
+            out[rows, cols] = img[rows, cols]
+            return out
         return img
 
     def apply_to_bboxes(self, bboxes: np.ndarray, branch: str = "none", window=(0.0, 0.0, 1.0, 1.0), **_):
@@ -193,25 +182,12 @@ class SizeAwareFrequencyAug(DualTransform):
             return bboxes
         x0, y0, x1, y1 = window
         out = np.array(bboxes, dtype=np.float64, copy=True)
-        if self.crop_mode == "window":  # boxes stay where they are, cut to the window
-            out[:, [0, 2]] = out[:, [0, 2]].clip(x0, x1)
-            out[:, [1, 3]] = out[:, [1, 3]].clip(y0, y1)
-        else:
-            out[:, [0, 2]] = ((out[:, [0, 2]] - x0) / (x1 - x0)).clip(0, 1)
-            out[:, [1, 3]] = ((out[:, [1, 3]] - y0) / (y1 - y0)).clip(0, 1)
+        out[:, [0, 2]] = out[:, [0, 2]].clip(x0, x1)  # boxes stay where they are, cut to the window
+        out[:, [1, 3]] = out[:, [1, 3]].clip(y0, y1)
         return out.astype(np.asarray(bboxes).dtype)
 
-    def apply_to_keypoints(self, keypoints: np.ndarray, branch: str = "none", window=(0.0, 0.0, 1.0, 1.0), **params):
-        if branch != "crop" or not len(keypoints):
-            return keypoints
-        if self.crop_mode == "window":  # the pixels do not move
-            return keypoints
-        h, w = params["shape"][:2]
-        x0, y0, x1, y1 = window
-        out = np.array(keypoints, copy=True)
-        out[:, 0] = (out[:, 0] - x0 * w) / (x1 - x0)
-        out[:, 1] = (out[:, 1] - y0 * h) / (y1 - y0)
-        return out
+    def apply_to_keypoints(self, keypoints: np.ndarray, **_):
+        return keypoints  # the crop keeps every pixel where it is
 
     def pop_branch_fractions(self) -> dict[str, float]:
         """Fraction of samples per branch since the last call; resets the counts."""

@@ -14,16 +14,13 @@ weights. Their trainable parts (MGD's generation blocks, FGD's global-context bl
 DFL bins, from the Detect outputs the hooks already capture.
 
 **Teacher-refined labels** (``kd_labels``; :mod:`ikd_yolo.pseudo_labels`): the teacher's detections correct the
-labels' boxes and add the objects they miss. With ``kd_labels_mode=dataset`` (default) the trainer has the training
-set refined once before the first epoch (:meth:`IKDDistillationModel.refine_dataset_labels`); with ``batch`` it
-happens in the loss, on every batch, before the student's detection loss (the teacher then runs in the
-``close_mosaic`` epochs too).
+labels' boxes and add the objects they miss. The trainer has the training set refined once, before the first epoch
+(:meth:`IKDDistillationModel.refine_dataset_labels`); the loss then trains on the refined labels as on any labels.
 
 **Schedule and calibration** (:mod:`ikd_yolo.schedule`): every KD term is multiplied by ``kd_scale`` (set by the
 trainer each iteration) and by a per-term gain, calibrated on the first batches when ``kd_balance`` is on and kept
 in the buffer ``kd_gain``. During the projector warm-up the feature term trains the projector on detached student
-features. At scale 0 (after the warm-up), or when every KD term's weight is 0, the teacher is not run (unless
-``kd_labels_mode=batch`` needs its detections).
+features. At scale 0 (after the warm-up), or when every KD term's weight is 0, the teacher is not run.
 
 **Adversarial feature augmentation** (:mod:`ikd_yolo.adversarial_term`, the mixin :class:`AdversarialTerm`): part
 of the batch is attacked against the frozen teacher (:mod:`ikd_yolo.adversarial`) and the student's outputs on the
@@ -42,7 +39,7 @@ Choices made deliberately:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -51,10 +48,10 @@ from ultralytics.nn.distill_model import DistillationModel
 
 from .adv_bn import frozen_bn_statistics, split_bn_statistics, take
 from .adv_match import adv_loss_name
-from .adversarial_term import AdversarialTerm, attack_step, head_logits, sub_batch
+from .adversarial_term import AdversarialTerm, attack_step, sub_batch
 from .config import IKDConfig
 from .kd_losses import build_kd_module
-from .pseudo_labels import refine_dataset, refine_labels, teacher_detections
+from .pseudo_labels import refine_dataset
 from .response_kd import bckd_loss, head_outputs, ld_loss
 from .schedule import GradientBalance
 from .teacher import fold_batchnorm
@@ -77,17 +74,13 @@ KD_TERMS = {"dis": "dis_loss", "cls": "cls_kd", "dfl": "dfl_kd", "adv": "adv_los
 
 class CleanTerms(NamedTuple):
     """What :meth:`IKDDistillationModel.clean_kd_terms` computed: the detection loss ``regular`` and its ``items``,
-    the KD ``terms`` by name, the ``batch`` with the labels the detection loss used; when asked for, the student's
-    Detect logits on the images the attack takes (``student_head``, ``adv_match=delta``), its hooked outputs and
-    training outputs on the images of the same forward (``extra_student``, ``extra_preds``)."""
+    the KD ``terms`` by name and, when asked for, the student's hooked outputs on the adversarial images of the same
+    forward (``extra_student``)."""
 
     regular: torch.Tensor
     items: dict
     terms: dict
-    batch: dict
-    student_head: dict | None = None
     extra_student: dict | None = None
-    extra_preds: Any = None
 
 
 class IKDDistillationModel(AdversarialTerm, DistillationModel):
@@ -125,8 +118,6 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         self.feature_term_on = feature_weight > 0  # dis_loss; without it there is no projector warm-up
         # no clean-image term at all (every weight 0): the teacher is not run for them
         self.soft_terms_on = self.feature_term_on or ikd.kd_cls_weight > 0 or self.dfl_kd_on
-        # kd_labels_mode=dataset refines the dataset's labels once (the trainer); batch: here, on every batch
-        self.labels_per_batch = ikd.kd_labels > 0 and ikd.kd_labels_mode == "batch"
         self.init_adversarial_term(adv_active=ikd.adv_aug)
 
     def __getstate__(self):
@@ -139,7 +130,7 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
     # --- the trainer's interface: one call before the first epoch, one per batch, two per epoch -------------------
 
     def refine_dataset_labels(self, dataset, batch: int, workers: int, classes: list[int] | None = None) -> dict:
-        """``kd_labels_mode=dataset``: the teacher refines the labels of the training ``dataset`` once, in memory
+        """``kd_labels``: the teacher refines the labels of the training ``dataset`` once, in memory
         (:func:`ikd_yolo.pseudo_labels.refine_dataset`, ``batch`` images per forward, ``classes``: the training's
         ``classes=``), the hooks emptied after each forward; returns its counts."""
         return refine_dataset(
@@ -182,20 +173,17 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         calibrating = self.training and not warmup and not self.is_calibrated()
         adv_on = self.ikd.adv_aug and self.adv_active and self.ikd.adv_weight > 0
         kd_on = (self.kd_scale > 0 or calibrating or warmup) and (self.soft_terms_on or adv_on)
-        if not self.training or not kd_on:  # detection alone; the teacher runs only for per-batch kd_labels
-            if self.training and self.labels_per_batch:  # e.g. the close_mosaic epochs
-                regular, items = self.clean_kd_terms(batch, kd_terms=False)[:2]
-            else:
-                if preds is None or self.training:
-                    preds = self.student_model(batch["img"])
-                self._teacher_feats.clear()
-                self._student_feats.clear()
-                regular, items = self.student_model.loss(batch, preds)
+        if not self.training or not kd_on:  # detection alone, without the teacher
+            if preds is None or self.training:
+                preds = self.student_model(batch["img"])
+            self._teacher_feats.clear()
+            self._student_feats.clear()
+            regular, items = self.student_model.loss(batch, preds)
             items.update({name: zero.detach() for name in KD_TERMS.values()})
             return torch.cat([regular, zero.repeat(len(KD_TERMS))]), items
 
         if warmup:  # the projector (and kd_module) learn on detached student features; the student sees detection
-            regular, items, terms = self.clean_kd_terms(batch, detach_student=True)[:3]
+            regular, items, terms, _ = self.clean_kd_terms(batch, detach_student=True)
             items.update({name: zero.detach() for name in KD_TERMS.values()})
             items["dis_loss"] = terms["dis"].detach().reshape(1)
             bs = batch["img"].shape[0]
@@ -204,7 +192,7 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         if adv_on:
             regular, items, terms = self.clean_and_adversarial_terms(batch)
         else:
-            regular, items, terms = self.clean_kd_terms(batch)[:3]
+            regular, items, terms, _ = self.clean_kd_terms(batch)
         bs = batch["img"].shape[0]
         if calibrating:
             self.calibrate(regular.sum(), {k: v * bs for k, v in terms.items()})
@@ -264,51 +252,33 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
             total = total + self.loss_sl2(s, t, feat_idx=i, teacher_scores=weights) * self.dis
         return total
 
-    def teacher_pass(self, batch: dict, kd_terms: bool) -> dict:
-        """The teacher's forward on the clean batch, when anything reads it (``kd_terms``: its hooked outputs, for the
-        soft terms; ``kd_labels_mode=batch``: its detections); the batch with its labels refined by those detections
-        in ``batch`` mode, else the batch itself."""
-        if kd_terms or self.labels_per_batch:
-            with torch.no_grad():
-                out = self.teacher_model(batch["img"])  # hooks capture teacher features
-        if self.labels_per_batch:
-            decoded = out[0] if isinstance(out, (tuple, list)) else out
-            classes = getattr(getattr(self, "args", None), "classes", None)  # the training's classes=
-            detections = teacher_detections(decoded, self.ikd.kd_label_conf, classes)
-            batch = refine_labels(batch, detections, self.ikd.kd_labels)
-        return batch
+    def teacher_pass(self, batch: dict) -> None:
+        """The teacher's forward on the clean batch (its hooks capture the outputs the soft terms read)."""
+        self._teacher_feats.clear()
+        with torch.no_grad():
+            self.teacher_model(batch["img"])
 
     def clean_kd_terms(
-        self,
-        batch: dict,
-        detach_student: bool = False,
-        kd_terms: bool = True,
-        extra=None,
-        teacher_done: bool = False,
-        head_of: int = 0,
+        self, batch: dict, detach_student: bool = False, extra=None, teacher_done: bool = False
     ) -> CleanTerms:
         """Teacher and student forwards on the clean batch: detection loss (on the teacher-refined labels when
         ``kd_labels`` is on), its items, and the unweighted-by-schedule KD terms ``dis`` (feature base), ``cls`` and
-        ``dfl`` (response), with the batch whose labels the detection loss used (refined per batch when
-        ``kd_labels_mode=batch``). ``detach_student``: the projector warm-up, only ``dis``, on student features cut
-        from the student's graph. ``kd_terms=False``: the detection loss alone. ``extra``: images that the student
-        sees in the same forward, after the batch's (``adv_bn`` split or joint); its outputs on them are returned.
-        ``head_of``: return the student's Detect logits on the first ``head_of`` images. ``teacher_done``: the
-        caller ran :meth:`teacher_pass` on ``batch`` already (its hooks hold the teacher's outputs)."""
+        ``dfl`` (response). ``detach_student``: the projector warm-up, only ``dis``, on student features cut from the
+        student's graph. ``extra``: images that the student sees in the same forward, after the batch's
+        (``adv_bn=split``); its hooked outputs on them are returned. ``teacher_done``: the caller ran
+        :meth:`teacher_pass` on ``batch`` already (its hooks hold the teacher's outputs)."""
         self._student_feats.clear()
-        kd_terms = kd_terms and self.soft_terms_on  # e.g. the adversarial term alone: no clean-image KD term
-        if not teacher_done:
-            self._teacher_feats.clear()
-            batch = self.teacher_pass(batch, kd_terms)
+        kd_terms = self.soft_terms_on  # e.g. the adversarial term alone: no clean-image KD term
+        if kd_terms and not teacher_done:
+            self.teacher_pass(batch)
         img = batch["img"]  # the hooks capture the student's features
-        extra_student = extra_preds = None
+        extra_student = None
         if extra is None:
             preds = self.student_model(img)
         else:
-            preds, extra_student, extra_preds = self.joint_forward(img, extra)
-        head = head_logits(self._student_feats[len(self.feats_idx) - 1], head_of) if head_of else None
+            preds, extra_student = self.joint_forward(img, extra)
         regular_loss, loss_items = self.student_model.loss(batch, preds)
-        out = CleanTerms(regular_loss, loss_items, {}, batch, head, extra_student, extra_preds)
+        out = CleanTerms(regular_loss, loss_items, {}, extra_student)
         if not kd_terms:
             self._teacher_feats.clear()
             self._student_feats.clear()

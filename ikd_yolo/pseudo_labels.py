@@ -4,8 +4,8 @@ Real annotations are imperfect: box edges a few pixels off, some objects never l
 learns the noise (it is told that an unlabelled object is background); a teacher trained on more images has
 averaged most of it out. Its dense outputs are a poor target for a much smaller student (the soft KD terms of this
 project lost accuracy as their weight grew: benchmarks/HISTORY.md), but its *detections* are targets in the form the
-student's own loss already takes. So, for each training image (``kd_labels_mode=dataset``, the default: once, on the
-image as loaded, before the first epoch; ``batch``: on every augmented batch, after the teacher's forward):
+student's own loss already takes. So, for each training image (once, on the image as loaded, before the first
+epoch):
 
 - **refine**: a label whose box overlaps a confident teacher detection of the same class (IoU >= ``match_iou``)
   moves towards the detection's box: ``(1 - mix) * label + mix * teacher`` (``mix = kd_labels``);
@@ -77,27 +77,6 @@ def refine_targets(
             boxes[hit] = xyxy2xywh((1 - mix) * xyxy[hit] + mix * det[j[hit], :4]).to(boxes.dtype)
         new = det[iou.max(0).values < new_iou]
     return torch.cat([cls, new[:, 5]]), torch.cat([boxes, xyxy2xywh(new[:, :4]).to(boxes.dtype)]).clamp(0.0, 1.0)
-
-
-def refine_labels(batch: dict, detections: list[torch.Tensor], mix: float, **rule) -> dict:
-    """A copy of the batch's targets (``batch_idx``, ``cls``, ``bboxes``: normalised xywh) refined by ``detections``
-    (from :func:`teacher_detections`, in the batch's pixels); the other keys are the batch's own."""
-    h, w = batch["img"].shape[2:]
-    scale = torch.tensor([w, h, w, h, 1, 1], device=batch["bboxes"].device, dtype=torch.float32)
-    idx_all, cls_all, box_all = [], [], []
-    for i, det in enumerate(detections):
-        keep = batch["batch_idx"] == i
-        cls, boxes = refine_targets(
-            batch["cls"][keep], batch["bboxes"][keep], det.to(scale.device).float() / scale, mix, **rule
-        )
-        cls_all.append(cls)
-        box_all.append(boxes)
-        idx_all.append(torch.full_like(cls, i))
-    out = dict(batch)
-    out["batch_idx"] = torch.cat(idx_all).to(batch["batch_idx"].dtype)
-    out["cls"] = torch.cat(cls_all).view(-1, 1).to(batch["cls"].dtype)
-    out["bboxes"] = torch.cat(box_all).to(batch["bboxes"].dtype)
-    return out
 
 
 class _TeacherInputs(torch.utils.data.Dataset):

@@ -8,8 +8,7 @@ otherwise send the student gradients unrelated to the teacher, and make any cali
 **Scale.** After the warm-up every KD term (``dis_loss``, ``cls_kd``, ``dfl_kd``, ``adv_loss``) is multiplied by one
 per-iteration scale :func:`kd_scale`: a cosine from 1 down to ``kd_final_scale`` at the last KD epoch (DAMO-YOLO
 and YOLOv6 decay their KD weights the same way), and 0 in the ``close_mosaic`` epochs when ``kd_close_mosaic_off``
-is set (MMYOLO detaches its KD losses there), where the teacher is run only for ``kd_labels`` (its detections
-refine the labels in every epoch).
+is set (MMYOLO detaches its KD losses there): the teacher is not run then (the labels it refined stay refined).
 
 **Calibration** (``kd_balance = f > 0``). Fixed KD weights mean different things for different teachers, feature
 maps and datasets (the native term's ``dis=6`` is 3-4x the whole detection loss on one setup, a fraction of it on

@@ -114,13 +114,6 @@ SETTINGS: dict[str, Setting] = {
         low=0.0,
         high=1.0,
     ),
-    "kd_labels_mode": _s(
-        "dataset",
-        "when the teacher refines the labels (kd_labels): dataset = once per training image before the first epoch "
-        "(no cost per batch), batch = on every augmented batch (the teacher runs in every epoch)",
-        _BASE,
-        choices=("dataset", "batch"),
-    ),
     "kd_label_conf": _s(
         0.5, "score from which a teacher detection refines or adds a label (kd_labels)", _BASE, low=0.001, high=1.0
     ),
@@ -174,17 +167,15 @@ SETTINGS: dict[str, Setting] = {
         0.08, "noise std on a 0..1 image (ImageNet-C gaussian_noise severity 1)", _FREQ, low=0.0, high=1.0
     ),
     "freq_crop_p": _s(
-        0.5, "probability of a crop on a sample with at least one medium/large object", _FREQ, low=0.0, high=1.0
+        0.5,
+        "probability of a crop on a sample with at least one medium/large object: the window stays in place at its "
+        "scale, the rest padded grey (the reference crops without resizing)",
+        _FREQ,
+        low=0.0,
+        high=1.0,
     ),
     "freq_crop_min_side": _s(
         0.8, "a crop keeps a fraction of each side drawn uniformly from [this, 1]", _FREQ, low=0.1, high=1.0
-    ),
-    "freq_crop_mode": _s(
-        "window",
-        "the crop branch: window = the window kept in place at its scale, the rest padded grey (the reference crops "
-        "without resizing); zoom = the window resized to the image",
-        _FREQ,
-        choices=("window", "zoom"),
     ),
     "freq_stage": _s(
         "source",
@@ -213,10 +204,9 @@ SETTINGS: dict[str, Setting] = {
     "adv_match": _s(
         "response",
         "on adversarial images the student matches: response = the teacher's Detect outputs (BCKD, LD), "
-        "features = its projected features (the reference's; adv_loss), labels = the refined labels, delta = the "
-        "teacher's change under attack",
+        "features = its projected features (the reference's; adv_loss)",
         _ADV,
-        choices=("response", "features", "labels", "delta"),
+        choices=("response", "features"),
     ),
     "adv_target": _s(
         "teacher",
@@ -265,10 +255,9 @@ SETTINGS: dict[str, Setting] = {
     "adv_bn": _s(
         "split",
         "the student's BatchNorm on adversarial images: split = one forward with the clean images, own batch "
-        "statistics per group, running statistics from clean only; joint = shared; batch = own forward; "
-        "running = frozen (the reference's)",
+        "statistics per group, running statistics from clean only; running = own forward, frozen (the reference's)",
         _ADV,
-        choices=("batch", "running", "joint", "split"),
+        choices=("running", "split"),
     ),
     "adv_epochs": _s(
         0.667,

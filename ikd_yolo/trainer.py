@@ -33,7 +33,7 @@ from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .checkpoint import drop_ikd_state, restore, restore_kd_module, saving, strip_to_student, wrapper_checkpoints
-from .config import KEYS, default_settings
+from .config import KEYS, RETIRED_KEYS, default_settings
 from .frequency_run import FrequencyAugmentation
 from .model import KD_TERMS, IKDDistillationModel
 from .preflight import Checked, normalize_overrides, preflight
@@ -84,6 +84,8 @@ class IKDTrainer(DetectionTrainer):
         """The IKD state, from what the preflight checked where it applies to the final arguments (a resumed run's
         come from its checkpoint)."""
         self.ikd = checked.config(vars(self.args))
+        for key in RETIRED_KEYS:  # a run resumed from a checkpoint made before their removal; validated above
+            vars(self.args).pop(key, None)
         self.teacher = checked.teacher if checked.teacher is not None else load_teacher(self.args.distill_model)
         if not checked.checked_data(self.data):
             check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
@@ -141,7 +143,7 @@ class IKDTrainer(DetectionTrainer):
             self._on_setup_end()
 
     def _on_setup_end(self) -> None:
-        """The teacher's freezing in one log line; with ``kd_labels_mode=dataset`` the teacher then refines the
+        """The teacher's freezing in one log line; with ``kd_labels`` on the teacher then refines the
         training set's labels once, in memory (under DDP each rank runs it on its share of the images and the ranks
         exchange the labels, so every rank's copy of the dataset is refined alike), the loader restarts so that its
         workers see them, and labels.jpg is drawn from them."""
@@ -166,8 +168,8 @@ class IKDTrainer(DetectionTrainer):
                 super().plot_training_labels()  # labels.jpg: the labels the student trains on
 
     def refines_dataset(self) -> bool:
-        """Whether the teacher refines the training set's labels before the first epoch (kd_labels_mode=dataset)."""
-        return self.ikd.kd_labels > 0 and self.ikd.kd_labels_mode == "dataset"
+        """Whether the teacher refines the training set's labels before the first epoch (``kd_labels`` on)."""
+        return self.ikd.kd_labels > 0
 
     def plot_training_labels(self):
         """Ultralytics' labels.jpg; with the refinement of the dataset's labels, drawn after it (``_on_setup_end``)."""

@@ -4,7 +4,7 @@ tensors, and a wrapper that keeps nothing of the step."""
 import pytest
 import torch
 
-from ikd_yolo.adv_match import MODES, AdversarialStep, make
+from ikd_yolo.adv_match import MODES, make
 from ikd_yolo.config import IKDConfig, IKDSettingError
 from ikd_yolo.kd_losses import feature_loss
 from ikd_yolo.response_kd import bckd_loss, ld_loss
@@ -35,35 +35,25 @@ def hooked(student_head, teacher_head, students=None, teachers=None):
     return (students or feats(0), teachers or feats(0), student_head, teacher_head)
 
 
-def step(**data):
-    return AdversarialStep(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8), {}, **data)
-
-
 def test_every_setting_value_has_its_mode_and_no_other_value_is_admitted():
-    assert set(MODES) == set(SETTINGS["adv_match"].choices)
+    assert set(MODES) == set(SETTINGS["adv_match"].choices) == {"response", "features"}
     for name, cls in MODES.items():
         assert type(mode(name)) is cls
     with pytest.raises(IKDSettingError, match="adv_match"):
         IKDConfig.from_mapping({"adv_match": "teacher"})
-    answers = {name: (m.uses_teacher, m.needs_preds, m.needs_clean_heads, m.fixed_targets) for name, m in MODES.items()}
-    assert answers == {
-        "response": (True, False, False, True),
-        "features": (True, False, False, False),
-        "labels": (False, True, False, False),
-        "delta": (True, False, True, True),
-    }
+    assert {name: m.fixed_targets for name, m in MODES.items()} == {"response": True, "features": False}
+
+
+@pytest.mark.parametrize("removed", ["labels", "delta"])
+def test_a_removed_mode_is_refused_with_where_its_results_are(removed):
+    with pytest.raises(IKDSettingError, match=f"adv_match={removed}' was removed .*HISTORY.md.*response, features"):
+        IKDConfig.from_mapping({"adv_match": removed})
 
 
 @pytest.mark.parametrize("name", list(MODES))
-def test_the_gap_attack_is_admitted_exactly_for_the_modes_that_need_no_step_data(name):
-    """adv_target=gap calls the mode's loss without an AdversarialStep: the settings refuse the modes that read one."""
-    needs_step = MODES[name].needs_preds or MODES[name].needs_clean_heads or not MODES[name].uses_teacher
-    if needs_step:
-        with pytest.raises(IKDSettingError, match="adv_target=teacher"):
-            IKDConfig.from_mapping({"adv_match": name, "adv_target": "gap"})
-    else:
-        loss = mode(name, adv_target="gap").loss(hooked(head(1), head(2), feats(1), feats(2)))
-        assert loss.shape == (1,) and loss.item() > 0
+def test_every_mode_takes_the_gap_attack(name):
+    loss = mode(name, adv_target="gap").loss(hooked(head(1), head(2), feats(1), feats(2)))
+    assert loss.shape == (1,) and loss.item() > 0
 
 
 def test_response_is_bckd_and_ld_zero_for_equal_heads():
@@ -91,41 +81,9 @@ def test_features_is_the_feature_loss_summed_over_levels():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and expected > 0
 
 
-def test_delta_targets_the_students_clean_logits_plus_the_teachers_change():
-    delta = mode("delta")
-    student_clean, teacher_clean, teacher_adv = head(1), head(2), head(3)
-    target = {k: student_clean[k] + (teacher_adv[k] - teacher_clean[k]) for k in ("boxes", "scores")}
-    data = step(student_head=student_clean, teacher_head=teacher_clean)
-    assert delta.loss(hooked(target, teacher_adv), data).item() == pytest.approx(0.0, abs=1e-6)
-    student_adv = head(4)
-    expected = bckd_loss(student_adv["scores"], target["scores"]) + ld_loss(
-        student_adv["boxes"], target["boxes"], target["scores"]
-    )
-    assert delta.loss(hooked(student_adv, teacher_adv), data).item() == pytest.approx(expected.item(), rel=1e-6)
-    # the teacher does not move: the student is held to its own clean outputs, not pulled to the teacher's
-    still = step(student_head=student_clean, teacher_head=teacher_adv)
-    assert delta.loss(hooked(student_clean, teacher_adv), still).item() == pytest.approx(0.0, abs=1e-6)
-    assert mode("response").loss(hooked(student_clean, teacher_adv)).item() > 0
-
-
-def test_labels_is_the_students_detection_loss_per_attacked_image():
-    labels, calls = mode("labels"), []
-
-    def criterion(batch, preds):
-        calls.append((batch, preds))
-        return torch.tensor([1.0, 2.0, 3.0]), {}
-
-    labelled, preds = {"cls": torch.zeros(1, 1)}, object()
-    loss = labels.loss(None, step(preds=preds, labelled=labelled, criterion=criterion))
-    assert loss.shape == (1,) and loss.item() == pytest.approx(6.0 / 2)  # two attacked images
-    assert calls == [(labelled, preds)]
-
-
-@pytest.mark.parametrize(
-    ("name", "adv_bn"), [("response", "split"), ("features", "running"), ("labels", "joint"), ("delta", "batch")]
-)
+@pytest.mark.parametrize(("name", "adv_bn"), [("response", "split"), ("features", "running"), ("features", "split")])
 def test_a_training_step_keeps_nothing_of_the_step_on_the_wrapper(name, adv_bn):
-    """The step's data (adversarial outputs, clean heads, refined batch) travel as arguments and return values: a
+    """The step's data (adversarial images, the student's outputs on them) travel as arguments and return values: a
     step adds no attribute to the wrapper and leaves no tensor of its graph on it."""
     model = helpers.make_model(adv_match=name, adv_bn=adv_bn, adv_steps=1, adv_di_prob=0.0, kd_balance=0.0)
     before = set(vars(model))

@@ -57,6 +57,8 @@ CASES = {
     "empty adv_loss": ([T, M, "adv_loss="], "adv_loss= is empty"),
     "unknown key": ([T, M, "adv_stps=2"], "did you mean adv_steps="),
     "bad IKD value": ([T, M, "adv_loss=kl"], "adv_loss=kl"),
+    "removed IKD key": ([T, M, "kd_labels_mode=batch"], "'kd_labels_mode=batch' was removed"),
+    "removed IKD mode": ([T, M, "adv_bn=joint"], "'adv_bn=joint' was removed"),
     "missing teacher": (["teacher=nowhere.pt", M], "no such file"),
     "autobatch": ([T, M, "batch=-1"], "batch=16"),
     "unknown model yaml": ([T, "model=yolov8zz.yaml"], "no such model yaml"),

@@ -102,6 +102,17 @@ def test_renamed_key_is_still_accepted_with_a_deprecation_warning():
     assert parse_args(["adv_step=3"]) == {"adv_step": 3}  # the CLI accepts it; the trainer renames it
 
 
+def test_a_removed_key_is_dropped_at_the_behaviour_that_stays_and_refused_at_another():
+    from ikd_yolo.cli import parse_args
+
+    kept = {"kd_labels_mode": "dataset", "freq_crop_mode": "window"}  # what a checkpoint made before carries
+    assert IKDConfig.from_mapping(kept) == IKDConfig.from_mapping({}) and parse_args(["kd_labels_mode=dataset"])
+    with pytest.raises(IKDSettingError, match="'kd_labels_mode=batch' was removed .*: drop kd_labels_mode="):
+        IKDConfig.from_mapping({"kd_labels_mode": "batch"})
+    with pytest.raises(IKDSettingError, match="'freq_crop_mode=zoom' was removed"):
+        IKDConfig.from_mapping({"freq_crop_mode": "zoom"})
+
+
 def test_attack_step_and_adversarial_loss_follow_their_sources():
     from ikd_yolo.model import adv_loss_name, attack_step
 

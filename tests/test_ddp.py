@@ -45,7 +45,7 @@ def test_two_gloo_ranks_keep_student_identical(tmp_path):
 
 
 def test_two_gloo_ranks_share_the_label_refinement(tmp_path, teacher_pt):
-    """kd_labels_mode=dataset under torchrun: each rank runs the teacher on half of the images, and both end with
+    """kd_labels under torchrun: each rank runs the teacher on half of the images, and both end with
     the labels (and counts) that one process refining every image gets."""
     from ikd_yolo.demo.shapes import make_shapes_dataset
 

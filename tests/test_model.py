@@ -1,12 +1,11 @@
 """IKDDistillationModel on a fixed batch: the adversarial term's gradients, BatchNorm statistics, loss decrease."""
 
 import copy
-import dataclasses
 
 import pytest
 import torch
 
-from ikd_yolo.model import frozen_bn_statistics, take
+from ikd_yolo.model import KD_TERMS, frozen_bn_statistics
 
 from . import helpers
 from .helpers import det_batch
@@ -71,9 +70,9 @@ def test_loss_items_and_inactive_phase():
     assert "adv_loss" in items and items["adv_loss"].item() == 0
 
 
-@pytest.mark.parametrize("adv_bn", ["batch", "joint", "split"])
+@pytest.mark.parametrize("adv_bn", ["running", "split"])
 def test_attack_with_a_non_finite_gradient_uses_the_clean_images(adv_bn):
-    """No NaN reaches the student (with adv_bn split or joint the attacked images share the clean images' forward): the
+    """No NaN reaches the student (with adv_bn=split the attacked images share the clean images' forward): the
     failed images are used clean, counted without a wait per batch, and reported once per epoch."""
     model = make_model(adv_bn=adv_bn)
     model._teacher_loss = lambda x, part, scale: x.sum() * float("nan")  # the attack's objective blows up
@@ -87,118 +86,44 @@ def test_attack_with_a_non_finite_gradient_uses_the_clean_images(adv_bn):
     assert stats["attack_failures"] == 2 * 4 and model.pop_epoch_stats()["attack_failures"] == 0
 
 
-@pytest.mark.parametrize("mode", ["batch", "running"])
-def test_adv_bn_modes_of_the_separate_adversarial_forward(mode):
-    """batch: the adversarial images' own batch statistics; running: the running statistics (BatchNorm in eval mode
-    for that forward only). Neither moves the running statistics; every BatchNorm is back in train mode after."""
-    model = make_model(adv_bn=mode)
+def test_adv_bn_running_normalises_the_separate_adversarial_forward_by_the_running_statistics():
+    """running: the running statistics (BatchNorm in eval mode for that forward only), which do not move; every
+    BatchNorm is back in train mode after."""
+    model = make_model(adv_bn="running")
     bns = [m for m in model.student_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     modes = []
     bns[0].register_forward_pre_hook(lambda m, a: modes.append(m.training))
     stats = {k: v.clone() for k, v in model.student_model.state_dict().items() if "running" in k}
     term = model.adversarial_feature_loss(make_batch())
     assert torch.isfinite(term).all() and term.item() > 0 and term.requires_grad
-    assert modes == [mode == "batch"] and all(m.training for m in bns)
+    assert modes == [False] and all(m.training for m in bns)
     for k, v in model.student_model.state_dict().items():
         if "running" in k:
             assert torch.equal(v, stats[k]), k
 
 
-def test_adv_bn_joint_runs_the_student_once_on_clean_and_adversarial_images():
-    model = make_model(adv_bn="joint", adv_batch_frac=0.5, kd_balance=0.0)
-    twin = copy.deepcopy(model)  # the attack draws nothing at random here (adv_di_prob=0)
-    batch = make_batch(n=4)
-    sizes = []
-    model.student_model.register_forward_pre_hook(lambda m, a: sizes.append(a[0].shape[0]))
-    loss, items = model(batch)
-    assert sizes == [4 + 2]  # one forward: 4 clean images and the 2 attacked ones
-    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0 and items["dis_loss"].item() > 0
-    loss.sum().backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student_model.parameters())
-    assert not model._student_feats and not model._teacher_feats
-    # the detection loss is the student's on the clean part of that forward, against the batch's own labels
-    adv = twin.adversarial_images(batch)
-    preds = twin.student_model(torch.cat([batch["img"], adv]))
-    _, ref = twin.student_model.loss(batch, take(preds, slice(0, 4)))
-    assert items["box_loss"].item() == pytest.approx(ref["box_loss"].item(), rel=1e-5)
-    assert items["cls_loss"].item() == pytest.approx(ref["cls_loss"].item(), rel=1e-5)
-
-
-@pytest.mark.parametrize("adv_bn", ["batch", "joint"])
-def test_adv_match_response_is_bckd_and_ld_on_the_adversarial_images(adv_bn):
+def test_adv_match_response_is_bckd_and_ld_on_the_adversarial_images():
     """adv_match=response: the term is BCKD + LD between the student's and the teacher's Detect outputs on the
-    attacked images; it trains the student, not the projector."""
+    attacked images (normalised by their own batch statistics in the clean images' forward); it trains the student,
+    not the projector."""
     from ikd_yolo.response_kd import bckd_loss, head_outputs, ld_loss
 
-    twin, batch, items = adv_match_step("response", adv_bn)
+    twin, batch, items = adv_match_step("response", "split")
     adv = twin.adversarial_images(batch)
     with torch.no_grad():
         t = head_outputs(twin.teacher_model(adv))
-        s = twin.student_model(torch.cat([batch["img"], adv]) if adv_bn == "joint" else adv)
-        s = take(head_outputs(s), slice(batch["img"].shape[0], None) if adv_bn == "joint" else slice(None))
+        s = head_outputs(twin.student_model(adv))
     expected = bckd_loss(s["scores"], t["scores"]) + ld_loss(s["boxes"], t["boxes"], t["scores"])
     assert items["adv_loss"].item() == pytest.approx(expected.item(), rel=1e-4)
 
 
-@pytest.mark.parametrize("adv_bn", ["batch", "joint"])
-def test_adv_match_labels_is_the_detection_loss_on_the_adversarial_images(adv_bn):
-    """adv_match=labels: the term is the student's detection loss per image on the attacked images, with their
-    labels; it trains the student, not the projector, and runs no teacher on the adversarial images."""
-    twin, batch, items = adv_match_step("labels", adv_bn)
-    adv = twin.adversarial_images(batch)
-    n = batch["img"].shape[0]
-    with torch.no_grad():
-        preds = twin.student_model(torch.cat([batch["img"], adv]) if adv_bn == "joint" else adv)
-        preds = take(preds, slice(n, None)) if adv_bn == "joint" else preds
-        expected, _ = twin.student_model.loss(batch, preds)
-        clean, _ = twin.student_model.loss(batch, twin.student_model(batch["img"]))
-    assert items["adv_loss"].item() == pytest.approx(expected.sum().item() / n, rel=1e-4)
-    assert items["adv_loss"].item() != pytest.approx(clean.sum().item() / n, rel=1e-3)  # the attacked images' loss
-
-
-@pytest.mark.parametrize("adv_bn", ["batch", "split"])
-def test_adv_match_delta_moves_the_student_as_the_teacher_moves(adv_bn):
-    """adv_match=delta: BCKD + LD between the student's outputs on the attacked images and its own clean outputs
-    (detached) plus the teacher's change from the clean to the attacked images."""
-    from ikd_yolo.model import split_bn_statistics
-    from ikd_yolo.response_kd import bckd_loss, head_outputs, ld_loss
-
-    twin, batch, items = adv_match_step("delta", adv_bn)
-    adv = twin.adversarial_images(batch)
-    n = batch["img"].shape[0]
-    with torch.no_grad():
-        t_clean, t_adv = (head_outputs(twin.teacher_model(x)) for x in (batch["img"], adv))
-        if adv_bn == "split":
-            with split_bn_statistics(twin.student_model, n):
-                both = head_outputs(twin.student_model(torch.cat([batch["img"], adv])))
-            s_clean, s_adv = take(both, slice(0, n)), take(both, slice(n, None))
-        else:
-            s_clean = head_outputs(twin.student_model(batch["img"]))
-            with frozen_bn_statistics(twin.student_model):
-                s_adv = head_outputs(twin.student_model(adv))
-    target = {k: s_clean[k] + t_adv[k] - t_clean[k] for k in ("boxes", "scores")}
-    expected = bckd_loss(s_adv["scores"], target["scores"]) + ld_loss(s_adv["boxes"], target["boxes"], target["scores"])
-    assert items["adv_loss"].item() == pytest.approx(expected.item(), rel=1e-4)
-    response = bckd_loss(s_adv["scores"], t_adv["scores"]) + ld_loss(s_adv["boxes"], t_adv["boxes"], t_adv["scores"])
-    assert items["adv_loss"].item() != pytest.approx(response.item(), rel=1e-2)  # not the response term
-
-
-@pytest.mark.parametrize("adv_match", ["response", "delta"])
-def test_adv_match_on_heads_of_another_reg_max_matches_the_class_logits(adv_match):
+def test_adv_match_on_heads_of_another_reg_max_matches_the_class_logits():
     """A YOLO26 teacher (reg_max 1) with a YOLOv8 student (reg_max 16): the DFL bins cannot be compared, so the
     response terms leave them out instead of failing on their shapes."""
-    model = make_model(teacher="yolo26n.yaml", adv_match=adv_match, kd_loss="none", kd_cls_weight=0.0)
+    model = make_model(teacher="yolo26n.yaml", adv_match="response", kd_loss="none", kd_cls_weight=0.0)
     assert not model.same_reg_max
     loss, items = model(make_batch(n=2))
     assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0
-
-
-@pytest.mark.parametrize("adv_match", ["labels", "delta"])
-def test_adv_match_without_a_gap_refuses_the_gap_attack(adv_match):
-    from ikd_yolo.config import IKDConfig, IKDSettingError
-
-    with pytest.raises(IKDSettingError, match="adv_target=teacher"):
-        IKDConfig.from_mapping({"adv_match": adv_match, "adv_target": "gap"})
 
 
 @pytest.mark.parametrize("adv_match", ["features", "response"])
@@ -272,23 +197,27 @@ def test_attack_at_reduced_resolution_perturbs_the_full_size_images_within_eps()
     assert delta.mean() > 2 / 255  # the whole budget of 8/255 in 2 steps of 4/255 (adv_step_size=0), resized
 
 
-def test_adv_bn_split_is_batch_in_one_forward():
-    """split: one student forward, and the loss, gradients and running statistics of adv_bn=batch (the adversarial
-    images normalised by their own batch statistics, the running statistics moved by the clean images only)."""
+def test_adv_bn_split_is_two_forwards_in_one():
+    """split: one student forward, with the numbers of two: the clean images' (which alone move the running
+    statistics) and the adversarial images' own (normalised by their own batch statistics, running statistics
+    untouched): the same loss items, gradients and running statistics."""
     split = make_model(adv_bn="split", adv_batch_frac=0.5)
-    twin = copy.deepcopy(split)
-    twin.ikd = dataclasses.replace(twin.ikd, adv_bn="batch")
+    twin = copy.deepcopy(split)  # the attack draws nothing at random here (adv_di_prob=0)
     batch = make_batch(n=4)
     sizes = []
     split.student_model.register_forward_pre_hook(lambda m, a: sizes.append(a[0].shape[0]))
     loss, items = split(batch)
-    ref_loss, ref_items = twin(batch)
-    assert sizes == [4 + 2]
-    assert items["adv_loss"].item() > 0 and items["dis_loss"].item() > 0
+    assert sizes == [4 + 2] and items["adv_loss"].item() > 0 and items["dis_loss"].item() > 0
+    adv = twin.adversarial_images(batch)  # the same step in two forwards
+    clean = twin.clean_kd_terms(batch)
+    with frozen_bn_statistics(twin.student_model):
+        twin.student_model(adv)
+    terms = {**clean.terms, "adv": twin.adversarial_term(adv, dict(twin._student_feats)) * twin.ikd.adv_weight}
+    ref = {**clean.items, **{column: terms[term] for term, column in KD_TERMS.items()}}
     for k in items:
-        assert items[k].item() == pytest.approx(ref_items[k].item(), rel=1e-4, abs=1e-7), k
+        assert items[k].item() == pytest.approx(ref[k].item(), rel=1e-4, abs=1e-7), k
     loss.sum().backward()
-    ref_loss.sum().backward()
+    (clean.regular.sum() + 4 * sum(terms.values())).sum().backward()  # the loss vector sums to this at gain 1
     for (name, p), q in zip(split.student_model.named_parameters(), twin.student_model.parameters(), strict=True):
         assert (p.grad is None) == (q.grad is None), name
         assert p.grad is None or torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-6), name

@@ -5,39 +5,28 @@ import numpy as np
 import pytest
 import torch
 
-from ikd_yolo.pseudo_labels import refine_dataset, refine_labels, teacher_detections
+from ikd_yolo.pseudo_labels import refine_dataset, refine_targets, teacher_detections
 
 from .helpers import IMGSZ, det_batch, make_model
 
-S = IMGSZ  # the batch's images are S x S; detections are in pixels
-
-
-def px(*xyxy_norm):
-    return [v * S for v in xyxy_norm]
-
 
 def test_refine_moves_matched_labels_adds_unseen_objects_and_keeps_the_rest():
-    batch = det_batch(2, ((0, 0.3, 0.3, 0.2, 0.2), (1, 0.6, 0.6, 0.5, 0.4)))  # image 0 and 1: the same two labels
-    detections = [
-        torch.tensor(
-            [
-                [*px(0.22, 0.22, 0.42, 0.42), 0.9, 0.0],  # class 0, overlaps label 0: refines it
-                [*px(0.80, 0.05, 0.95, 0.20), 0.8, 3.0],  # overlaps nothing: a missed object, added
-                [*px(0.36, 0.41, 0.84, 0.79), 0.7, 2.0],  # overlaps label 1 but another class: neither
-            ]
-        ),
-        torch.zeros(0, 6),  # image 1: the teacher sees nothing, its labels stay
-    ]
+    cls, boxes = torch.tensor([0.0, 1.0]), torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.5, 0.4]])
+    det = torch.tensor(
+        [
+            [0.22, 0.22, 0.42, 0.42, 0.9, 0.0],  # class 0, overlaps label 0: refines it
+            [0.80, 0.05, 0.95, 0.20, 0.8, 3.0],  # overlaps nothing: a missed object, added
+            [0.36, 0.41, 0.84, 0.79, 0.7, 2.0],  # overlaps label 1 but another class: neither
+        ]
+    )
     for mix, centre in ((1.0, 0.32), (0.5, 0.31)):
-        out = refine_labels(batch, detections, mix)
-        assert out["batch_idx"].tolist() == [0, 0, 0, 1, 1]
-        assert out["cls"].view(-1).tolist() == [0, 1, 3, 0, 1]
-        b = out["bboxes"]
-        assert b[0].tolist() == pytest.approx([centre, centre, 0.2, 0.2], abs=1e-5)
-        assert b[1].tolist() == pytest.approx([0.6, 0.6, 0.5, 0.4], abs=1e-5)  # other class: untouched
-        assert b[2].tolist() == pytest.approx([0.875, 0.125, 0.15, 0.15], abs=1e-5)
-        assert torch.equal(b[3:], batch["bboxes"][2:])
-        assert out["img"] is batch["img"] and batch["cls"].shape == (4, 1)  # the batch itself is not modified
+        out_cls, out = refine_targets(cls, boxes, det, mix)
+        assert out_cls.tolist() == [0, 1, 3]
+        assert out[0].tolist() == pytest.approx([centre, centre, 0.2, 0.2], abs=1e-5)
+        assert torch.equal(out[1], boxes[1])  # other class: untouched, bit for bit
+        assert out[2].tolist() == pytest.approx([0.875, 0.125, 0.15, 0.15], abs=1e-5)
+    out_cls, out = refine_targets(cls, boxes, torch.zeros(0, 6), 1.0)  # the teacher sees nothing: the labels stay
+    assert torch.equal(out_cls, cls) and torch.equal(out, boxes)
 
 
 def test_teacher_detections_thresholds_the_score():
@@ -48,54 +37,17 @@ def test_teacher_detections_thresholds_the_score():
     assert sorted(det[:, 4].tolist()) == pytest.approx([0.6, 0.9]) and sorted(det[:, 5].tolist()) == [0.0, 1.0]
 
 
-def test_model_trains_on_refined_labels_and_runs_the_teacher_when_the_kd_terms_are_off():
+def test_the_loss_runs_no_teacher_for_the_labels_refined_before_training():
+    """kd_labels refines the dataset once, before the first epoch: with the KD terms off (the close_mosaic epochs),
+    a batch costs the student's detection loss alone, the same as without kd_labels."""
     batch = det_batch(2)
     plain = make_model(kd_balance=0.0, adv_aug=False, kd_labels=0.0)
-    refined = make_model(kd_balance=0.0, adv_aug=False, kd_labels=1.0, kd_label_conf=1e-3, kd_labels_mode="batch")
-    once = make_model(kd_balance=0.0, adv_aug=False, kd_labels=1.0, kd_labels_mode="dataset")
-    for model in (plain, refined):
-        model.set_iteration(0.0, False)  # KD terms off, as in the close_mosaic epochs
+    once = make_model(kd_balance=0.0, adv_aug=False, kd_labels=1.0)
     calls = []
-    refined.teacher_model.register_forward_hook(lambda *a: calls.append(1))
-    plain_loss, _ = plain(batch)
-    once.set_iteration(0.0, False)
-    once.teacher_model.register_forward_hook(lambda *a: calls.append(0))
-    assert torch.equal(once(batch)[0][:3], plain_loss[:3]) and not calls  # dataset mode: nothing per batch
-    loss, items = refined(batch)
-    # the untrained teacher's many low-score detections become labels: a different detection loss, no KD term
-    assert calls and torch.isfinite(loss).all() and loss[3:].abs().sum() == 0
-    assert not torch.allclose(loss[:3], plain_loss[:3])
-    loss.sum().backward()
-    assert all(p.grad is None for p in refined.teacher_model.parameters())
-
-
-@pytest.mark.parametrize("adv_bn", ["split", "batch"])
-def test_the_attack_reads_the_labels_refined_per_batch(adv_bn):
-    """kd_labels_mode=batch with the adversarial term: the attack ascends the teacher's loss on the batch's refined
-    labels, the ones the student's detection loss uses, not on the labels as loaded (one forward or its own)."""
-    from ikd_yolo.adversarial import TeacherClsLoss
-    from ikd_yolo.model import sub_batch
-
-    batch = det_batch(4)
-    model = make_model(kd_balance=0.0, kd_labels=1.0, kd_label_conf=1e-3, kd_labels_mode="batch", adv_bn=adv_bn)
-    with torch.no_grad():
-        out = model.teacher_model(batch["img"])
-    model._teacher_feats.clear()
-    decoded = out[0] if isinstance(out, (tuple, list)) else out
-    refined = sub_batch(refine_labels(batch, teacher_detections(decoded, 1e-3), 1.0), 2)  # adv_batch_frac 0.5
-    objective, seen = TeacherClsLoss(model.teacher_model), []
-
-    def recording(x, part, scale):
-        seen.append(part)
-        return objective(x, part, scale)
-
-    model._teacher_loss = recording
-    loss, items = model(batch)
-    assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0 and seen
-    assert len(refined["cls"]) > len(sub_batch(batch, 2)["cls"])  # the untrained teacher's detections were added
-    for part in seen:
-        for key in ("batch_idx", "cls", "bboxes"):
-            assert torch.equal(part[key], refined[key]), key
+    for model in (plain, once):
+        model.set_iteration(0.0, False)
+        model.teacher_model.register_forward_hook(lambda *a: calls.append(1))
+    assert torch.equal(once(batch)[0], plain(batch)[0]) and not calls
 
 
 def test_generated_label_noise_changes_the_train_labels_only(tmp_path):

@@ -41,7 +41,7 @@ radii (a bucket whose unfiltered AP is 0 or missing gives no evidence). With ``M
   keeps at least ``MARGIN`` more of its small-object AP than the student -- the teacher reads high-frequency cues the
   student lacks, which the noise images expose. Without ``teacher=``: supported if the model keeps more small-object
   AP under high-pass than under low-pass.
-- *crop branch* (images with a medium or large object get a zoom crop): supported if the large-object AP (medium if
+- *crop branch* (images with a medium or large object get a crop): supported if the large-object AP (medium if
   there are no large objects) of the teacher (or the single model) is retained at least ``MARGIN`` better under
   low-pass than under high-pass -- large objects depend on low frequencies.
 - *size threshold* (``freq_small_area``): objects rely on high frequencies in a size bucket when their high-pass
