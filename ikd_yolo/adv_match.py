@@ -6,8 +6,8 @@ and the teacher's forwards on the adversarial images: what is the term (:meth:`A
 outputs? It also says whether it takes the teacher's outputs as fixed targets (``fixed_targets``:
 ``adv_target=gap``'s attack then runs the teacher without a graph).
 
-The modes that lost on every benchmark (``labels``: the detection loss on the adversarial images; ``delta``: the
-teacher's change under the attack) were removed; their results are in benchmarks/HISTORY.md.
+The modes that no benchmark gave a reason to use (``labels``: the detection loss on the adversarial images;
+``delta``: the teacher's change under the attack) were removed; their results are in benchmarks/HISTORY.md.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ classification loss on the batch's ground truth (:mod:`ikd_yolo.adversarial`), a
 resolution (the perturbation is then resized to it). The student and the teacher then run on the adversarial images
 and the ``adv_match`` mode, an object of :mod:`ikd_yolo.adv_match` (``matching``), turns their outputs into the term:
 by default (``response``) the student's Detect outputs are pulled towards the teacher's; nothing of the step is kept
-on the wrapper. ``adv_target=gap`` makes the
-attack ascend the matching term itself (the student's distance to the teacher) instead of the teacher's
-classification loss. The student's BatchNorm on the adversarial images follows ``adv_bn`` (:mod:`ikd_yolo.adv_bn`).
+on the wrapper. ``adv_target=gap`` makes the attack ascend the matching term itself (the student's distance to the
+teacher) instead of the teacher's classification loss. The student's BatchNorm on the adversarial images follows
+``adv_bn`` (:mod:`ikd_yolo.adv_bn`).
 
 Choices made deliberately:
 

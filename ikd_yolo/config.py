@@ -31,11 +31,11 @@ KEYS: tuple[str, ...] = tuple(SETTINGS)
 
 # Old names still accepted, with a deprecation warning: {old: new}
 ALIASES: dict[str, str] = {"adv_step": "adv_step_size"}  # one letter away from adv_steps
-# Modes removed because they lost on every benchmark (benchmarks/HISTORY.md). A removed key is accepted only at the
-# behaviour every run now has, {key: that value} (a resumed run's checkpoint carries it), and then dropped.
+# Modes removed because no benchmark gave a reason to use them (benchmarks/HISTORY.md). A removed key is accepted
+# only at the behaviour every run now has, {key: that value} (a resumed run's checkpoint carries it), then dropped.
 RETIRED_KEYS: dict[str, str] = {"kd_labels_mode": "dataset", "freq_crop_mode": "window"}
 RETIRED_CHOICES: dict[str, tuple[str, ...]] = {"adv_match": ("labels", "delta"), "adv_bn": ("joint", "batch")}
-REMOVED = "was removed (it lost on every benchmark: benchmarks/HISTORY.md)"
+REMOVED = "was removed (no benchmark gave a reason to use it: benchmarks/HISTORY.md)"
 
 
 def resolve_aliases(mapping: Mapping[str, Any]) -> dict[str, Any]:
