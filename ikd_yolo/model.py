@@ -268,8 +268,7 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
         (``adv_bn=split``); its hooked outputs on them are returned. ``teacher_done``: the caller ran
         :meth:`teacher_pass` on ``batch`` already (its hooks hold the teacher's outputs)."""
         self._student_feats.clear()
-        kd_terms = self.soft_terms_on  # e.g. the adversarial term alone: no clean-image KD term
-        if kd_terms and not teacher_done:
+        if self.soft_terms_on and not teacher_done:  # else e.g. the adversarial term alone: no clean-image KD term
             self.teacher_pass(batch)
         img = batch["img"]  # the hooks capture the student's features
         extra_student = None
@@ -279,7 +278,7 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
             preds, extra_student = self.joint_forward(img, extra)
         regular_loss, loss_items = self.student_model.loss(batch, preds)
         out = CleanTerms(regular_loss, loss_items, {}, extra_student)
-        if not kd_terms:
+        if not self.soft_terms_on:
             self._teacher_feats.clear()
             self._student_feats.clear()
             return out
