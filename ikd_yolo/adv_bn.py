@@ -4,10 +4,9 @@ By default (``split``) the adversarial images run in the same student forward as
 fewer: the step on a GPU is bound by the CPU's launches), but every BatchNorm layer normalises each group by its own
 batch statistics and updates the running statistics from the clean group only (:func:`split_bn_statistics`), so
 evaluation statistics describe clean images. ``running`` gives them a forward of their own, normalised by the
-running statistics (:func:`running_bn_statistics`), as the reference's frozen BatchNorm does. A forward in train
-mode that leaves the running statistics as they were (:func:`frozen_bn_statistics`) serves ``adv_target=gap``'s
-attack. Removed (benchmarks/HISTORY.md): ``joint`` (one forward, statistics shared) lost on every benchmark;
-``batch`` (a forward of their own, their own statistics) computed the numbers of ``split`` at more time and memory.
+running statistics (:func:`running_bn_statistics`), as the reference's frozen BatchNorm does. Removed
+(benchmarks/HISTORY.md): ``joint`` (one forward, statistics shared) lost on every benchmark; ``batch`` (a forward of
+their own, their own statistics) computed the numbers of ``split`` at more time and memory.
 """
 
 from __future__ import annotations
@@ -17,21 +16,6 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-@contextlib.contextmanager
-def frozen_bn_statistics(model: nn.Module):
-    """Run ``model`` in train mode without updating its BatchNorm running statistics."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
-    for m in bns:
-        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
-    try:
-        yield
-    finally:
-        for m, (momentum, tracked) in zip(bns, saved, strict=True):
-            m.momentum = momentum
-            m.num_batches_tracked.copy_(tracked)
 
 
 @contextlib.contextmanager
@@ -52,7 +36,8 @@ def running_bn_statistics(model: nn.Module):
 def split_bn_statistics(model: nn.Module, n_first: int):
     """Run ``model`` in train mode on a batch whose first ``n_first`` samples and the rest are each normalised by
     their own batch statistics, in one forward: the running statistics move with the first group only. The same
-    numbers as two forwards, the second under :func:`frozen_bn_statistics`, with one pass through the model."""
+    numbers as two forwards, the second in train mode with the running statistics held, with one pass through the
+    model."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
 
     def grouped(m):

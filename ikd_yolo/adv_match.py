@@ -3,8 +3,7 @@
 
 Every mode answers the same question for :class:`ikd_yolo.adversarial_term.AdversarialTerm`, which runs the student's
 and the teacher's forwards on the adversarial images: what is the term (:meth:`AdvMatch.loss`) from their hooked
-outputs? It also says whether it takes the teacher's outputs as fixed targets (``fixed_targets``:
-``adv_target=gap``'s attack then runs the teacher without a graph).
+outputs?
 
 The modes that no benchmark gave a reason to use (``labels``: the detection loss on the adversarial images;
 ``delta``: the teacher's change under the attack) were removed; their results are in benchmarks/HISTORY.md.
@@ -27,9 +26,7 @@ def adv_loss_name(ikd: IKDConfig) -> str:
 
 
 class AdvMatch:
-    """The interface of an ``adv_match`` mode (class attributes: module docstring)."""
-
-    fixed_targets = True
+    """The interface of an ``adv_match`` mode (module docstring)."""
 
     def __init__(self, ikd: IKDConfig, same_reg_max: bool):
         """``same_reg_max``: whether the student's and the teacher's DFL bins can be compared (LD)."""
@@ -56,10 +53,7 @@ class Response(AdvMatch):
 class Features(AdvMatch):
     """``features`` (the reference implementation's term): the student's projected Detect-input features on the
     adversarial images are pulled towards the teacher's by the feature loss ``adv_loss`` (:func:`adv_loss_name`,
-    :mod:`ikd_yolo.kd_losses`), summed over the levels. ``adv_target=gap``'s attack differentiates through the
-    teacher too."""
-
-    fixed_targets = False
+    :mod:`ikd_yolo.kd_losses`), summed over the levels."""
 
     def loss(self, hooked):
         students, teachers, _, _ = hooked

@@ -6,9 +6,9 @@ classification loss on the batch's ground truth (:mod:`ikd_yolo.adversarial`), a
 resolution (the perturbation is then resized to it). The student and the teacher then run on the adversarial images
 and the ``adv_match`` mode, an object of :mod:`ikd_yolo.adv_match` (``matching``), turns their outputs into the term:
 by default (``response``) the student's Detect outputs are pulled towards the teacher's; nothing of the step is kept
-on the wrapper. ``adv_target=gap`` makes the attack ascend the matching term itself (the student's distance to the
-teacher) instead of the teacher's classification loss. The student's BatchNorm on the adversarial images follows
-``adv_bn`` (:mod:`ikd_yolo.adv_bn`).
+on the wrapper. The student's BatchNorm on the adversarial images follows ``adv_bn`` (:mod:`ikd_yolo.adv_bn`).
+Removed (benchmarks/HISTORY.md): ``adv_target=gap``, an attack that ascended the matching term itself (the
+student's distance to the teacher) instead of the teacher's classification loss.
 
 Choices made deliberately:
 
@@ -28,14 +28,13 @@ forward).
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 
 from . import adv_match
-from .adv_bn import frozen_bn_statistics, running_bn_statistics, split_bn_statistics, take
+from .adv_bn import running_bn_statistics, split_bn_statistics, take
 from .adversarial import TeacherClsLoss, mi_di_fgsm
 from .config import IKDConfig
 
@@ -123,19 +122,12 @@ class AdversarialTerm:
 
     def adversarial_feature_loss(self, batch: dict) -> torch.Tensor:
         """Attack part of the batch against the teacher and match student to teacher on it, with a student forward of
-        its own (:meth:`separate_adv_bn`)."""
+        its own normalised by the running statistics (``adv_bn=running``, the reference's frozen BatchNorm)."""
         adv_img = self.adversarial_images(batch)
         self._student_feats.clear()
-        with self.separate_adv_bn():
+        with running_bn_statistics(self.student_model):
             self.student_model(adv_img)
         return self.adversarial_term(adv_img, dict(self._student_feats))
-
-    def separate_adv_bn(self):
-        """The student's BatchNorm for a forward of adversarial images of their own (``adv_bn=running``, and the
-        ``adv_target=gap`` attack's): running statistics with ``running``, else their own batch statistics; the
-        running statistics do not move."""
-        bn = running_bn_statistics if self.ikd.adv_bn == "running" else frozen_bn_statistics
-        return bn(self.student_model)
 
     def adversarial_term(self, adv_img: torch.Tensor, student: dict) -> torch.Tensor:
         """The mode's loss (:attr:`matching`) on the adversarial images ``adv_img``, from the student's hooked outputs
@@ -152,36 +144,14 @@ class AdversarialTerm:
             return torch.zeros(1, device=adv_img.device)
         return total
 
-    def student_teacher_gap(self, x: torch.Tensor) -> torch.Tensor:
-        """``adv_target=gap``'s attack objective: the adversarial term between the student and the teacher on
-        ``x`` (differentiable with respect to ``x``; the student's BatchNorm statistics do not move). A mode whose
-        loss takes the teacher's outputs as fixed targets (``fixed_targets``: BCKD, LD) runs the teacher without a
-        graph (the gradient reaches ``x`` through the student only, as it would anyway)."""
-        self._teacher_feats.clear()
-        self._student_feats.clear()
-        with torch.no_grad() if self.matching.fixed_targets else contextlib.nullcontext():
-            self.teacher_model(x)
-        with self.separate_adv_bn():
-            self.student_model(x)
-        return self.matching.loss(self.pop_features()).sum()
-
     def adversarial_images(self, batch: dict) -> torch.Tensor:
         """The attacked part of the batch (its first ``adv_batch_frac``) made adversarial against the teacher at
         ``adv_scale`` of its resolution, detached. An image whose attack gradient was not finite is returned clean
         (and counted in ``_attack_failures``, without waiting for the GPU)."""
         part = sub_batch(batch, attacked_count(self.ikd, batch["img"].shape[0]))
-        if self.ikd.adv_target == "gap":
-
-            def objective(x, scale):
-                return self.student_teacher_gap(x)
-        else:
-            if self._teacher_loss is None:
-                self._teacher_loss = TeacherClsLoss(self.teacher_model)
-            teacher_loss = self._teacher_loss
-
-            def objective(x, scale):
-                return teacher_loss(x, part, scale)
-
+        if self._teacher_loss is None:
+            self._teacher_loss = TeacherClsLoss(self.teacher_model)
+        teacher_loss = self._teacher_loss
         clean = part["img"].detach()
         h, w = clean.shape[-2:]
         stride = int(self.teacher_model.stride.max())  # the attack's input must stay a multiple of it
@@ -189,7 +159,7 @@ class AdversarialTerm:
         attacked = clean if size == (h, w) else F.interpolate(clean, size=size, mode="bilinear", align_corners=False)
         try:
             adv_img = mi_di_fgsm(
-                lambda x, scale: objective(x, scale) * ATTACK_LOSS_SCALE,
+                lambda x, scale: teacher_loss(x, part, scale) * ATTACK_LOSS_SCALE,
                 attacked,
                 eps=self.ikd.adv_eps / 255,
                 step=attack_step(self.ikd) / 255,

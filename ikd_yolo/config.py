@@ -33,7 +33,7 @@ KEYS: tuple[str, ...] = tuple(SETTINGS)
 ALIASES: dict[str, str] = {"adv_step": "adv_step_size"}  # one letter away from adv_steps
 # Modes removed because no benchmark gave a reason to use them (benchmarks/HISTORY.md). A removed key is accepted
 # only at the behaviour every run now has, {key: that value} (a resumed run's checkpoint carries it), then dropped.
-RETIRED_KEYS: dict[str, str] = {"kd_labels_mode": "dataset", "freq_crop_mode": "window"}
+RETIRED_KEYS: dict[str, str] = {"kd_labels_mode": "dataset", "freq_crop_mode": "window", "adv_target": "teacher"}
 RETIRED_CHOICES: dict[str, tuple[str, ...]] = {"adv_match": ("labels", "delta"), "adv_bn": ("joint", "batch")}
 REMOVED = "was removed (no benchmark gave a reason to use it: benchmarks/HISTORY.md)"
 
@@ -44,7 +44,8 @@ def resolve_aliases(mapping: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(mapping)
     for key, kept in RETIRED_KEYS.items():
         if key in out and str(out.pop(key)) != kept:
-            raise IKDSettingError(f"IKD setting '{key}={mapping[key]}' {REMOVED}: drop {key}= (every run does {kept})")
+            problem = f"IKD setting '{key}={mapping[key]}' {REMOVED}"
+            raise IKDSettingError(f"{problem}: drop {key}= (every run has {key}={kept})")
     for old, new in ALIASES.items():
         if old in out:
             value = out.pop(old)

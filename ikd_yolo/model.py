@@ -46,7 +46,7 @@ import torch.distributed as dist
 from torch import nn
 from ultralytics.nn.distill_model import DistillationModel
 
-from .adv_bn import frozen_bn_statistics, split_bn_statistics, take
+from .adv_bn import split_bn_statistics, take
 from .adv_match import adv_loss_name
 from .adversarial_term import AdversarialTerm, attack_step, sub_batch
 from .config import IKDConfig
@@ -62,7 +62,6 @@ __all__ = [
     "IKDDistillationModel",
     "adv_loss_name",
     "attack_step",
-    "frozen_bn_statistics",
     "split_bn_statistics",
     "sub_batch",
     "take",

@@ -208,13 +208,6 @@ SETTINGS: dict[str, Setting] = {
         _ADV,
         choices=("response", "features"),
     ),
-    "adv_target": _s(
-        "teacher",
-        "what the attack maximises: teacher = the teacher's classification loss on the batch's labels (the "
-        "reference's); gap = the adversarial term itself, the student's distance to the teacher (runs the student too)",
-        _ADV,
-        choices=("teacher", "gap"),
-    ),
     "adv_cwd_tau": _s(1.0, "temperature of the cwd adversarial loss", _ADV, low=1e-3, high=100.0),
     "adv_eps": _s(
         4.0,

@@ -5,6 +5,7 @@ Tests import from here, never from ``conftest`` (which only sets the environment
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import subprocess
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 PICO = str(ROOT / "cfg" / "yolov8-pico.yaml")
@@ -93,3 +95,19 @@ def det_batch(n: int = 4, boxes=((0, 0.3, 0.3, 0.2, 0.2), (1, 0.6, 0.6, 0.5, 0.4
         "cls": b[:, :1].repeat(n, 1),
         "bboxes": b[:, 1:].repeat(n, 1),
     }
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(model: nn.Module):
+    """Run ``model`` in train mode without updating its BatchNorm running statistics: the adversarial group's
+    forward of ``adv_bn=split`` done apart (the reference its one-forward numbers are checked against)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)

@@ -5,10 +5,10 @@ import copy
 import pytest
 import torch
 
-from ikd_yolo.model import KD_TERMS, frozen_bn_statistics
+from ikd_yolo.model import KD_TERMS
 
 from . import helpers
-from .helpers import det_batch
+from .helpers import det_batch, frozen_bn_statistics
 
 
 def make_model(**ikd):
@@ -124,25 +124,6 @@ def test_adv_match_on_heads_of_another_reg_max_matches_the_class_logits():
     assert not model.same_reg_max
     loss, items = model(make_batch(n=2))
     assert torch.isfinite(loss).all() and items["adv_loss"].item() > 0
-
-
-@pytest.mark.parametrize("adv_match", ["features", "response"])
-def test_adv_target_gap_attack_widens_the_student_teacher_gap(adv_match):
-    """adv_target=gap: the attack ascends the adversarial term itself; no parameter gets a gradient and the
-    student's BatchNorm statistics stay where they were."""
-    model = make_model(adv_target="gap", adv_match=adv_match, adv_eps=8.0, adv_steps=2)
-    batch = make_batch()
-    stats = {k: v.clone() for k, v in model.student_model.state_dict().items() if "running" in k}
-    adv = model.adversarial_images(batch)
-    assert (adv - batch["img"]).abs().max() <= 8 / 255 + 1e-6 and not torch.equal(adv, batch["img"])
-    assert all(p.grad is None for p in model.parameters())
-    for k, v in model.student_model.state_dict().items():
-        if "running" in k:
-            assert torch.equal(v, stats[k]), k
-    assert not model._teacher_feats and not model._student_feats
-    with torch.no_grad(), frozen_bn_statistics(model.student_model):
-        gap_clean, gap_adv = (model.student_teacher_gap(x).item() for x in (batch["img"], adv))
-    assert gap_adv > 1.03 * gap_clean, (gap_clean, gap_adv)  # measured: +5.5 % (the teacher attack: +0.6, +1.5 %)
 
 
 def test_adversarial_forward_leaves_bn_running_stats():

@@ -204,7 +204,7 @@ def test_resume_continues_the_run_it_names(form, shapes_data, tmp_path, monkeypa
     last = run / "weights" / "last.pt"
     if form == "resume=PATH":  # as a run made before these modes were removed: its arguments carry their keys
         ckpt = torch.load(last, weights_only=False)
-        ckpt["train_args"].update(kd_labels_mode="dataset", freq_crop_mode="window")
+        ckpt["train_args"].update(kd_labels_mode="dataset", freq_crop_mode="window", adv_target="teacher")
         torch.save(ckpt, last)
     argv = ["resume=True", f"model={last}"] if form.startswith("resume=True") else [f"resume={last}"]
     argv.append("imgsz=70")  # resume may change imgsz (Ultralytics allows it); one off the stride is rounded
