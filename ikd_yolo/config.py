@@ -33,7 +33,12 @@ KEYS: tuple[str, ...] = tuple(SETTINGS)
 ALIASES: dict[str, str] = {"adv_step": "adv_step_size"}  # one letter away from adv_steps
 # Modes removed because no benchmark gave a reason to use them (benchmarks/HISTORY.md). A removed key is accepted
 # only at the behaviour every run now has, {key: that value} (a resumed run's checkpoint carries it), then dropped.
-RETIRED_KEYS: dict[str, str] = {"kd_labels_mode": "dataset", "freq_crop_mode": "window", "adv_target": "teacher"}
+RETIRED_KEYS: dict[str, str] = {
+    "kd_labels_mode": "dataset",
+    "freq_crop_mode": "window",
+    "adv_target": "teacher",
+    "freq_stage": "source",
+}
 RETIRED_CHOICES: dict[str, tuple[str, ...]] = {"adv_match": ("labels", "delta"), "adv_bn": ("joint", "batch")}
 REMOVED = "was removed (no benchmark gave a reason to use it: benchmarks/HISTORY.md)"
 

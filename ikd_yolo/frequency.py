@@ -12,12 +12,11 @@ from the sizes of its objects:
   removed, no resampling, as the reference crops;
 - no objects: left alone.
 
-Where it runs (``freq_stage``): ``source`` (default) on each source image as the dataset loads it
-(:class:`SourceImageFrequency`), before mosaic, by that image's own boxes, as the reference decides per COCO image
-(a mosaic of four images rarely holds small objects only, a source image often does); ``small_object_area`` is then
-a fraction of the source image as loaded (its long side at imgsz). ``sample``: inside Ultralytics'
-``Albumentations`` at the end of ``v8_transforms``, after mosaic and affine, so the rule sees the boxes of the final
-training sample in training pixels. 0.0025 is 32x32 px at imgsz 640 and 16x16 px at imgsz 320.
+Where it runs: on each source image as the dataset loads it (:class:`SourceImageFrequency`), before mosaic, by that
+image's own boxes, as the reference decides per COCO image (a mosaic of four images rarely holds small objects only,
+a source image often does); ``small_object_area`` is a fraction of the source image as loaded (its long side at
+imgsz): 0.0025 is 32x32 px at imgsz 640 and 16x16 px at imgsz 320. Removed (benchmarks/HISTORY.md):
+``freq_stage=sample``, the transform in Ultralytics' albumentations list, after mosaic and affine.
 
 The transform's arguments are the ``freq_*`` settings, with their defaults and ranges (:mod:`ikd_yolo.settings`).
 What a run does with it, epoch by epoch, is :class:`ikd_yolo.frequency_run.FrequencyAugmentation`.
@@ -206,7 +205,7 @@ def build_transform(ikd) -> SizeAwareFrequencyAug:
 
 
 class SourceImageFrequency:
-    """``freq_stage=source``: the transform on each source image as the dataset loads it, before mosaic.
+    """The transform on each source image as the dataset loads it, before mosaic.
 
     Installed as the training dataset's ``get_image_and_label`` (an instance attribute, so Ultralytics' ``Mosaic``,
     which loads its other tiles through that method, gets them augmented too). The branch is chosen from the boxes
@@ -267,7 +266,7 @@ class SourceImageFrequency:
         """The transform on one Ultralytics label dict (``img`` and ``instances``), drawn from ``rng``."""
         img, instances = label["img"], label["instances"]
         if instances.segments.size or instances.keypoints is not None:
-            raise NotImplementedError("freq_stage=source handles detection labels (boxes) only")
+            raise NotImplementedError("the frequency augmentation handles detection labels (boxes) only")
         h, w = img.shape[:2]
         fmt, normalized = instances._bboxes.format, instances.normalized
         instances.convert_bbox("xyxy")

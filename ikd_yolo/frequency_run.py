@@ -1,20 +1,18 @@
 """The frequency augmentation over a run: the one object the trainer drives, one call per event.
 
 :class:`FrequencyAugmentation` is built from the run's :class:`~ikd_yolo.config.IKDConfig` alone (the transform's
-settings, defaults and ranges are the config's: :mod:`ikd_yolo.frequency`). The trainer calls it when it sets up
-its arguments (:meth:`~FrequencyAugmentation.augmentations`, ``freq_stage=sample``: Ultralytics' albumentations
-list), builds the training set (:meth:`~FrequencyAugmentation.attach`, ``freq_stage=source``: the hook on its image
-loading), starts an epoch (:meth:`~FrequencyAugmentation.start_epoch`: out of the pipeline after ``freq_epochs``),
-ends one (:meth:`~FrequencyAugmentation.pop_epoch_stats`, then :meth:`~FrequencyAugmentation.metrics` for
-results.csv) and reseeds the data pipeline of a resumed run (:meth:`~FrequencyAugmentation.reseed`).
+settings, defaults and ranges are the config's: :mod:`ikd_yolo.frequency`). The trainer calls it when it builds the
+training set (:meth:`~FrequencyAugmentation.attach`: the hook on its image loading), starts an epoch
+(:meth:`~FrequencyAugmentation.start_epoch`: out of the pipeline after ``freq_epochs``), ends one
+(:meth:`~FrequencyAugmentation.pop_epoch_stats`, then :meth:`~FrequencyAugmentation.metrics` for results.csv) and
+reseeds the data pipeline of a resumed run (:meth:`~FrequencyAugmentation.reseed`).
 """
 
 from __future__ import annotations
 
 from copy import copy
-from dataclasses import replace
 
-from .frequency import SizeAwareFrequencyAug, SourceImageFrequency, build_transform
+from .frequency import SourceImageFrequency
 
 COLUMNS = ("noise", "crop")  # the branches results.csv reports, as freq/noise and freq/crop
 
@@ -33,24 +31,18 @@ class FrequencyAugmentation:
         self.stopped = False
         self.fractions: dict[str, float] = {}
 
-    def augmentations(self, current: list | None) -> list:
-        """``args.augmentations`` with the transform appended (``freq_stage=sample``) or left out (see
-        :func:`frequency_augmentations`)."""
-        return frequency_augmentations(current, replace(self.ikd, freq_aug=False) if self.stopped else self.ikd)
-
     def attach(self, dataset) -> None:
-        """Hook the transform into a training ``dataset``'s image loading (``freq_stage=source``, until stopped)."""
-        if self.ikd.freq_aug and self.ikd.freq_stage == "source" and not self.stopped:
+        """Hook the transform into a training ``dataset``'s image loading (until stopped)."""
+        if self.ikd.freq_aug and not self.stopped:
             SourceImageFrequency.install(dataset, self.ikd)
 
     def start_epoch(self, active: bool, args, loader) -> bool:
-        """The coming epoch; once it is no longer ``active``, take the transform out of ``args.augmentations`` (so a
-        later ``close_mosaic`` rebuild leaves it out too) and out of the running pipeline of ``loader`` (rebuilt,
-        restarted). Returns whether it was taken out now."""
+        """The coming epoch; once it is no longer ``active``, take the transform out of the dataset of ``loader``,
+        whose pipeline is rebuilt and whose workers are restarted (they hold copies of the dataset). Returns whether
+        it was taken out now."""
         if not self.ikd.freq_aug or self.stopped or active:
             return False
         self.stopped = True
-        args.augmentations = self.augmentations(args.augmentations)
         dataset = loader.dataset
         SourceImageFrequency.remove(dataset)
         hyp = copy(args)
@@ -80,39 +72,8 @@ class FrequencyAugmentation:
             hook.reset_stream()
 
 
-def frequency_augmentations(current: list | None, ikd) -> list:
-    """Ultralytics' albumentations list with IKD's frequency transform appended (as ``A.to_dict`` dicts).
-
-    ``ikd`` is the run's :class:`~ikd_yolo.config.IKDConfig`; ``current`` is ``args.augmentations``: None means
-    Ultralytics' default list, which is taken from Ultralytics itself so that it stays whatever the installed
-    version uses. An IKD transform already in the list (a resumed or
-    multi-GPU-rebuilt run) is replaced, so the transform is never applied twice.
-    """
-    import albumentations as A
-    from ultralytics.data.augment import Albumentations
-
-    if current is None:
-        current = list(Albumentations(p=1.0).transform.transforms)
-    name = SizeAwareFrequencyAug.get_class_fullname()
-    kept = [t if isinstance(t, dict) else A.to_dict(t) for t in current]
-    kept = [t for t in kept if t.get("transform", {}).get("__class_fullname__") != name]
-    if ikd.freq_aug and ikd.freq_stage == "sample":
-        kept.append(A.to_dict(build_transform(ikd)))
-    return kept
-
-
 def epoch_branch_fractions(dataset) -> dict[str, float] | None:
     """The fraction of training samples per branch since the last call (the transform's counters, shared with the
-    dataloader workers, are reset), or None when the dataset's pipeline holds no frequency transform."""
+    dataloader workers, are reset), or None when no frequency transform is hooked into the dataset."""
     hook = SourceImageFrequency.installed(dataset)
-    if hook is not None:
-        return hook.transform.pop_branch_fractions()
-    stack = [dataset.transforms]
-    while stack:
-        t = stack.pop()
-        if isinstance(t, SizeAwareFrequencyAug):
-            return t.pop_branch_fractions()
-        stack.extend(getattr(t, "transforms", []) or [])
-        if getattr(t, "transform", None) is not None:
-            stack.append(t.transform)
-    return None
+    return None if hook is None else hook.transform.pop_branch_fractions()

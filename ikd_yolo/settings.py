@@ -177,13 +177,6 @@ SETTINGS: dict[str, Setting] = {
     "freq_crop_min_side": _s(
         0.8, "a crop keeps a fraction of each side drawn uniformly from [this, 1]", _FREQ, low=0.1, high=1.0
     ),
-    "freq_stage": _s(
-        "source",
-        "where the frequency augmentation runs: source = on each source image as loaded, before mosaic, by that "
-        "image's own boxes (as the reference decides); sample = on each training sample after mosaic and affine",
-        _FREQ,
-        choices=("sample", "source"),
-    ),
     # --- 2. adversarial feature augmentation (loss) ---
     "adv_aug": _s(True, "match the student to the teacher on adversarial images made against the teacher", _ADV),
     "adv_weight": _s(

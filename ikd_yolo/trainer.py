@@ -8,9 +8,8 @@ what happens at each epoch and batch. Each mechanism lives in its own module:
 - the teacher (``teacher=`` or Ultralytics' own ``distill_model=``) is loaded and checked (:mod:`ikd_yolo.teacher`)
   before anything is trained;
 - the frequency augmentation (:mod:`ikd_yolo.frequency`) is hooked into the training dataset's image loading,
-  before mosaic (``freq_stage=source``), or appended to Ultralytics' albumentations list (``args.augmentations``),
-  which the train pipeline applies after mosaic/affine and rebuilds at ``close_mosaic`` (``sample``); the trainer
-  drives it through one object (:class:`ikd_yolo.frequency_run.FrequencyAugmentation`), one call per event;
+  before mosaic; the trainer drives it through one object (:class:`ikd_yolo.frequency_run.FrequencyAugmentation`),
+  one call per event;
 - the model is :class:`ikd_yolo.model.IKDDistillationModel`, also when resuming (Ultralytics would rebuild its base
   class there and silently drop the IKD loss); the trainer drives it through its per-batch ``set_iteration``,
   per-epoch ``start_epoch`` and ``pop_epoch_stats``;
@@ -91,7 +90,6 @@ class IKDTrainer(DetectionTrainer):
             check_teacher_data(self.teacher, self.data, source=f"teacher={self.args.distill_model}")
         self._student_checked = checked.checked_student(self.args.model)
         self.frequency = FrequencyAugmentation(self.ikd)
-        self.args.augmentations = self.frequency.augmentations(getattr(self.args, "augmentations", None))
         self._batch_i = 0
         self._gains_logged = False
         self._warned_terms: set[str] = set()
@@ -203,8 +201,8 @@ class IKDTrainer(DetectionTrainer):
         model.start_epoch(adv_active=active)
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
-        """Ultralytics' dataset; with ``freq_stage=source`` the training set augments each source image as it loads
-        it (:class:`ikd_yolo.frequency.SourceImageFrequency`), until ``frequency_epochs()``."""
+        """Ultralytics' dataset; the training set augments each source image as it loads it
+        (:class:`ikd_yolo.frequency.SourceImageFrequency`), until ``frequency_epochs()``."""
         dataset = super().build_dataset(img_path, mode, batch)
         if mode == "train" and getattr(self, "frequency", None) is not None:
             self.frequency.attach(dataset)

@@ -105,14 +105,17 @@ def test_renamed_key_is_still_accepted_with_a_deprecation_warning():
 def test_a_removed_key_is_dropped_at_the_behaviour_that_stays_and_refused_at_another():
     from ikd_yolo.cli import parse_args
 
-    kept = {"kd_labels_mode": "dataset", "freq_crop_mode": "window", "adv_target": "teacher"}  # an old checkpoint's
+    # what a checkpoint made before their removal carries
+    kept = {"kd_labels_mode": "dataset", "freq_crop_mode": "window", "adv_target": "teacher", "freq_stage": "source"}
     assert IKDConfig.from_mapping(kept) == IKDConfig.from_mapping({}) and parse_args(["kd_labels_mode=dataset"])
     with pytest.raises(IKDSettingError, match="'kd_labels_mode=batch' was removed .*: drop kd_labels_mode="):
         IKDConfig.from_mapping({"kd_labels_mode": "batch"})
     with pytest.raises(IKDSettingError, match="'freq_crop_mode=zoom' was removed"):
         IKDConfig.from_mapping({"freq_crop_mode": "zoom"})
-    with pytest.raises(IKDSettingError, match="'adv_target=gap' was removed .*: drop adv_target= .*adv_target=teacher"):
-        IKDConfig.from_mapping({"adv_target": "gap"})
+    for key, value in (("adv_target", "gap"), ("freq_stage", "sample")):
+        expected = f"'{key}={value}' was removed .*: drop {key}= \\(every run has {key}={kept[key]}\\)"
+        with pytest.raises(IKDSettingError, match=expected):
+            IKDConfig.from_mapping({key: value})
 
 
 def test_attack_step_and_adversarial_loss_follow_their_sources():

@@ -159,7 +159,7 @@ def test_bad_arguments_named(kw):
         SizeAwareFrequencyAug(**kw)
 
 
-# ------------------------------------------------------------------------ freq_stage=source (before mosaic)
+# ------------------------------------------------------------------------ on the source images (before mosaic)
 
 
 def source_label(img, boxes_xyxy):
@@ -301,19 +301,17 @@ class _Loader:
 
 
 def test_the_run_object_attaches_reports_and_stops_once():
-    """freq_stage=source: hooked into the dataset (never into the albumentations list), its epoch's fractions
-    reported, and taken out once, when its epochs are over (the pipeline rebuilt and the loader restarted)."""
+    """Hooked into the dataset, its epoch's fractions reported, and taken out once, when its epochs are over (the
+    pipeline rebuilt and the loader restarted)."""
     from types import SimpleNamespace
 
     from ikd_yolo.config import IKDConfig
     from ikd_yolo.frequency_run import FrequencyAugmentation
 
-    freq = FrequencyAugmentation(IKDConfig.from_mapping({"freq_stage": "source", "freq_crop_p": 1.0}))
+    freq = FrequencyAugmentation(IKDConfig.from_mapping({"freq_crop_p": 1.0}))
     dataset = _Dataset()
     loader = _Loader(dataset)
-    args = SimpleNamespace(augmentations=freq.augmentations(None), mosaic=1.0)
-    name = SizeAwareFrequencyAug.get_class_fullname()
-    assert args.augmentations and all(t["transform"]["__class_fullname__"] != name for t in args.augmentations)
+    args = SimpleNamespace(mosaic=1.0)
     freq.attach(dataset)
     dataset.get_image_and_label(0)  # one large object: the crop branch
     assert freq.pop_epoch_stats(dataset) == {"none": 0.0, "noise": 0.0, "crop": 1.0}

@@ -204,7 +204,9 @@ def test_resume_continues_the_run_it_names(form, shapes_data, tmp_path, monkeypa
     last = run / "weights" / "last.pt"
     if form == "resume=PATH":  # as a run made before these modes were removed: its arguments carry their keys
         ckpt = torch.load(last, weights_only=False)
-        ckpt["train_args"].update(kd_labels_mode="dataset", freq_crop_mode="window", adv_target="teacher")
+        ckpt["train_args"].update(
+            kd_labels_mode="dataset", freq_crop_mode="window", adv_target="teacher", freq_stage="source"
+        )
         torch.save(ckpt, last)
     argv = ["resume=True", f"model={last}"] if form.startswith("resume=True") else [f"resume={last}"]
     argv.append("imgsz=70")  # resume may change imgsz (Ultralytics allows it); one off the stride is rounded
@@ -264,9 +266,9 @@ def test_a_run_that_fails_before_its_first_epoch_removes_only_a_folder_it_create
         assert (folder / "notes.txt").read_text() == "the user's"
 
 
-def test_source_stage_augments_source_images_in_the_first_epochs_only(shapes_data, tmp_path):
-    """freq_stage=source: the transform is hooked into the training set's image loading (so mosaic's tiles pass
-    through it), not into the albumentations list, and is taken out after freq_epochs."""
+def test_frequency_augments_source_images_in_the_first_epochs_only(shapes_data, tmp_path):
+    """The transform is hooked into the training set's image loading (so mosaic's tiles pass through it), not into
+    the albumentations list, and is taken out after freq_epochs."""
     from ikd_yolo.frequency import SizeAwareFrequencyAug, SourceImageFrequency
 
     trainer = helpers.trainer(
@@ -276,7 +278,6 @@ def test_source_stage_augments_source_images_in_the_first_epochs_only(shapes_dat
         epochs=2,
         name="src",
         adv_aug=False,
-        freq_stage="source",
         freq_epochs=0.5,
         freq_noise_p=1.0,
         freq_crop_p=1.0,
@@ -294,8 +295,10 @@ def test_source_stage_augments_source_images_in_the_first_epochs_only(shapes_dat
     trainer.add_callback("on_train_epoch_start", look)
     trainer.train()
     assert hooked == [True, False] and draws == [4]
-    names = [t.get("transform", {}).get("__class_fullname__") for t in trainer.args.augmentations]
-    assert SizeAwareFrequencyAug.get_class_fullname() not in names  # never also in the albumentations list
+    names = [type(t).__name__ for t in trainer.train_loader.dataset.transforms.transforms]  # Ultralytics' pipeline
+    assert "Albumentations" in names and getattr(trainer.args, "augmentations", None) is None  # as Ultralytics has it
+    albumentations = next(t for t in trainer.train_loader.dataset.transforms.transforms if hasattr(t, "transform"))
+    assert not any(isinstance(t, SizeAwareFrequencyAug) for t in albumentations.transform.transforms)
     rows = read_results(tmp_path / "src")
     assert rows[0]["freq/noise"] + rows[0]["freq/crop"] > 0 and rows[1]["freq/noise"] == rows[1]["freq/crop"] == 0
 
@@ -311,7 +314,6 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, tmp_path):
         name="ddp",
         adv_steps=3,
         freq_noise_p=0.5,
-        freq_stage="sample",  # the transform in the albumentations list, which the rebuild must not double
         adv_loss="cwd",
     )
     file = Path(generate_ddp_file(trainer))
@@ -319,7 +321,7 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, tmp_path):
     assert "    trainer.train()\n" in text, "Ultralytics changed its DDP file: review the rebuild path"
     probe = (
         "    import json\n"
-        "    augs = [a['transform']['__class_fullname__'] for a in trainer.args.augmentations]\n"
+        "    augs = [a['transform']['__class_fullname__'] for a in vars(trainer.args).get('augmentations') or []]\n"
         "    print('IKD=' + json.dumps({'ikd': trainer.ikd.to_dict(), 'augs': augs, 'cls': type(trainer).__name__}))\n"
     )
     file.write_text(text.replace("    trainer.train()\n", probe))
@@ -328,8 +330,7 @@ def test_multi_gpu_rebuild_keeps_ikd_settings(shapes_data, tmp_path):
     got = json.loads(next(line[4:] for line in out.stdout.splitlines() if line.startswith("IKD=")))
     assert got["cls"] == "IKDTrainer"
     assert got["ikd"] == trainer.ikd.to_dict() and got["ikd"]["adv_loss"] == "cwd"
-    assert sum("SizeAwareFrequencyAug" in a for a in got["augs"]) == 1  # appended once, not twice
-    assert len(got["augs"]) > 1  # Ultralytics' default albumentations list is kept
+    assert not any("SizeAwareFrequencyAug" in a for a in got["augs"])  # hooked into the dataset, not the list
 
 
 def test_nan_recovery_restores_the_kd_module(shapes_data, tmp_path):
@@ -376,7 +377,7 @@ def test_frequency_stop_at_close_mosaic_keeps_the_run_paired_with_one_without_it
         ckpt = torch.load(tmp_path / name / "weights" / "last.pt", weights_only=False)
         return torch.cat([v.float().flatten() for v in ckpt["model"].state_dict().values()])
 
-    idle = dict(freq_aug=True, freq_stage="source", freq_noise_p=0.0, freq_crop_p=0.0)
+    idle = dict(freq_aug=True, freq_noise_p=0.0, freq_crop_p=0.0)
     plain = train("plain", freq_aug=False)
     assert torch.equal(train("with_close", freq_epochs=0.667, **idle), plain)  # stops at epoch 3 = close_mosaic's
     assert not torch.equal(train("before_close", freq_epochs=0.333, **idle), plain)  # stops at epoch 2: own restart
