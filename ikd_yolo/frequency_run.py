@@ -10,8 +10,6 @@ reseeds the data pipeline of a resumed run (:meth:`~FrequencyAugmentation.reseed
 
 from __future__ import annotations
 
-from copy import copy
-
 from .frequency import SourceImageFrequency
 
 COLUMNS = ("noise", "crop")  # the branches results.csv reports, as freq/noise and freq/crop
@@ -36,19 +34,13 @@ class FrequencyAugmentation:
         if self.ikd.freq_aug and not self.stopped:
             SourceImageFrequency.install(dataset, self.ikd)
 
-    def start_epoch(self, active: bool, args, loader) -> bool:
-        """The coming epoch; once it is no longer ``active``, take the transform out of the dataset of ``loader``,
-        whose pipeline is rebuilt and whose workers are restarted (they hold copies of the dataset). Returns whether
-        it was taken out now."""
+    def start_epoch(self, active: bool, loader) -> bool:
+        """The coming epoch; once it is no longer ``active``, take the transform out of the dataset of ``loader`` and
+        restart its workers (they hold copies of the dataset). Returns whether it was taken out now."""
         if not self.ikd.freq_aug or self.stopped or active:
             return False
         self.stopped = True
-        dataset = loader.dataset
-        SourceImageFrequency.remove(dataset)
-        hyp = copy(args)
-        if not getattr(dataset, "mosaic", True):  # mosaic already closed: rebuild as close_mosaic does
-            hyp.mosaic = hyp.copy_paste = hyp.mixup = hyp.cutmix = 0.0
-        dataset.transforms = dataset.build_transforms(hyp)
+        SourceImageFrequency.remove(loader.dataset)
         loader.reset()
         return True
 

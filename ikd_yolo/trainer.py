@@ -191,7 +191,7 @@ class IKDTrainer(DetectionTrainer):
         frequency augmentation out of the pipeline after ``frequency_epochs()``."""
         self._batch_i = 0
         frequency_on = self.epoch < self.frequency_epochs()
-        if self.frequency.start_epoch(frequency_on, self.args, self.train_loader) and RANK in {-1, 0}:
+        if self.frequency.start_epoch(frequency_on, self.train_loader) and RANK in {-1, 0}:
             log_frequency_off(self.epoch)
         model = unwrap_model(self.model)
         active = self.epoch < self.adversarial_epochs()

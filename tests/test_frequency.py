@@ -283,15 +283,6 @@ def test_the_transform_takes_its_defaults_from_the_settings():
     assert A.to_dict(SizeAwareFrequencyAug()) == A.to_dict(build_transform(IKDConfig.from_mapping({})))
 
 
-class _Dataset(_Images):
-    """A training set as the run object sees it: mosaic on, transforms rebuilt from the arguments."""
-
-    mosaic = True
-
-    def build_transforms(self, hyp):
-        return ("rebuilt", hyp.mosaic)
-
-
 class _Loader:
     def __init__(self, dataset):
         self.dataset, self.resets = dataset, 0
@@ -302,24 +293,20 @@ class _Loader:
 
 def test_the_run_object_attaches_reports_and_stops_once():
     """Hooked into the dataset, its epoch's fractions reported, and taken out once, when its epochs are over (the
-    pipeline rebuilt and the loader restarted)."""
-    from types import SimpleNamespace
-
+    loader restarted, so that its workers drop their copies of the hook)."""
     from ikd_yolo.config import IKDConfig
     from ikd_yolo.frequency_run import FrequencyAugmentation
 
     freq = FrequencyAugmentation(IKDConfig.from_mapping({"freq_crop_p": 1.0}))
-    dataset = _Dataset()
+    dataset = _Images()
     loader = _Loader(dataset)
-    args = SimpleNamespace(mosaic=1.0)
     freq.attach(dataset)
     dataset.get_image_and_label(0)  # one large object: the crop branch
     assert freq.pop_epoch_stats(dataset) == {"none": 0.0, "noise": 0.0, "crop": 1.0}
     assert freq.metrics() == {"freq/noise": 0.0, "freq/crop": 1.0}
-    assert freq.start_epoch(True, args, loader) is False and SourceImageFrequency.installed(dataset) is not None
-    assert freq.start_epoch(False, args, loader) is True and freq.start_epoch(False, args, loader) is False
+    assert freq.start_epoch(True, loader) is False and SourceImageFrequency.installed(dataset) is not None
+    assert freq.start_epoch(False, loader) is True and freq.start_epoch(False, loader) is False
     assert SourceImageFrequency.installed(dataset) is None and loader.resets == 1
-    assert dataset.transforms == ("rebuilt", 1.0)
     freq.attach(dataset)  # a dataset built after the stop is left alone
     assert SourceImageFrequency.installed(dataset) is None and freq.pop_epoch_stats(dataset) is None
     assert freq.metrics() == {"freq/noise": 0.0, "freq/crop": 0.0}
