@@ -163,7 +163,13 @@ class _ConfigMethods:
             if any(old in mapping for old in (*ALIASES, *RETIRED_KEYS)):  # else nothing to rename, drop or warn of
                 mapping = resolve_aliases(mapping)
             values.update({k: v for k, v in mapping.items() if k in values})
-        return cls(**{k: _check(k, v) for k, v in values.items()})
+        out = cls(**{k: _check(k, v) for k, v in values.items()})
+        if out.kd_label_new_iou > out.kd_label_iou:  # a detection would refine a label and be added beside it
+            raise IKDSettingError(
+                f"IKD setting 'kd_label_new_iou={out.kd_label_new_iou}' is above 'kd_label_iou={out.kd_label_iou}': "
+                "a detection would both refine a label and be added beside it; keep kd_label_new_iou <= kd_label_iou"
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the settings, in declaration order."""

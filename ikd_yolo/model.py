@@ -137,6 +137,8 @@ class IKDDistillationModel(AdversarialTerm, DistillationModel):
             self.teacher_model,
             conf=self.ikd.kd_label_conf,
             mix=self.ikd.kd_labels,
+            match_iou=self.ikd.kd_label_iou,
+            new_iou=self.ikd.kd_label_new_iou,
             batch=batch,
             workers=workers,
             after_batch=self._teacher_feats.clear,

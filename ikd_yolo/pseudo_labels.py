@@ -110,6 +110,8 @@ def refine_dataset(
     teacher: torch.nn.Module,
     conf: float,
     mix: float,
+    match_iou: float = 0.5,
+    new_iou: float = 0.3,
     batch: int = 32,
     workers: int = 0,
     after_batch=None,
@@ -122,7 +124,8 @@ def refine_dataset(
     after each teacher forward (to empty the distillation hooks). In a distributed run (``torch.distributed``
     initialised) each rank runs the teacher on its share of the images (every world-size-th) and the ranks
     exchange the refined labels, so that every rank's copy of the dataset ends up the same. ``classes``: only
-    detections of these classes refine or add labels (the training's ``classes=``).
+    detections of these classes refine or add labels (the training's ``classes=``); ``match_iou`` and ``new_iou``:
+    the rule of :func:`refine_targets`.
 
     Returns:
         Counts: ``images``, ``labels`` (before), ``refined`` (labels moved), ``added`` (objects added).
@@ -142,7 +145,7 @@ def refine_dataset(
             label = dataset.labels[i]
             boxes = torch.from_numpy(np.asarray(label["bboxes"], dtype=np.float32).reshape(-1, 4))
             cls = torch.from_numpy(np.asarray(label["cls"], dtype=np.float32).reshape(-1))
-            new_cls, new_boxes = refine_targets(cls, boxes, det.cpu().float() / s, mix)
+            new_cls, new_boxes = refine_targets(cls, boxes, det.cpu().float() / s, mix, match_iou, new_iou)
             refined.append((i, new_cls.numpy(), new_boxes.numpy()))
     if world > 1:
         shares = [None] * world

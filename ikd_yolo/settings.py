@@ -117,6 +117,21 @@ SETTINGS: dict[str, Setting] = {
     "kd_label_conf": _s(
         0.5, "score from which a teacher detection refines or adds a label (kd_labels)", _BASE, low=0.001, high=1.0
     ),
+    "kd_label_iou": _s(
+        0.5,
+        "IoU from which a confident teacher detection of a label's class refines that label (kd_labels)",
+        _BASE,
+        low=0.01,
+        high=1.0,
+    ),
+    "kd_label_new_iou": _s(
+        0.3,
+        "a confident teacher detection whose IoU with every label of its image is below this becomes a new label "
+        "(kd_labels); 0: none",
+        _BASE,
+        low=0.0,
+        high=1.0,
+    ),
     # --- schedule and calibration ---
     "kd_warmup_epochs": _s(
         1.0,

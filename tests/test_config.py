@@ -70,6 +70,7 @@ def test_overrides_and_unrelated_keys():
         ("kd_fgd_gamma", -0.1, "out of range"),
         ("kd_fgd_lambda", "x", "must be a float"),
         ("freq_noise_p", 2.0, "[0.0, 1.0]"),
+        ("kd_label_new_iou", 0.6, "keep kd_label_new_iou <= kd_label_iou"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(key, value, words):

@@ -25,6 +25,8 @@ def test_refine_moves_matched_labels_adds_unseen_objects_and_keeps_the_rest():
         assert out[0].tolist() == pytest.approx([centre, centre, 0.2, 0.2], abs=1e-5)
         assert torch.equal(out[1], boxes[1])  # other class: untouched, bit for bit
         assert out[2].tolist() == pytest.approx([0.875, 0.125, 0.15, 0.15], abs=1e-5)
+    out_cls, out = refine_targets(cls, boxes, det, 1.0, match_iou=0.7, new_iou=0.0)  # IoU 0.68: no match, none added
+    assert out_cls.tolist() == [0, 1] and torch.equal(out, boxes)
     out_cls, out = refine_targets(cls, boxes, torch.zeros(0, 6), 1.0)  # the teacher sees nothing: the labels stay
     assert torch.equal(out_cls, cls) and torch.equal(out, boxes)
 
@@ -135,6 +137,33 @@ def test_refinement_keeps_to_the_classes_the_training_keeps(shapes_data, tmp_pat
     decoded[0, 4:] = torch.tensor([[0.9, 0.0], [0.0, 0.8]])
     (det,) = teacher_detections(decoded, conf=0.5, classes=[1])
     assert det[:, 5].tolist() == [1.0]
+
+
+def test_the_match_rule_keys_reach_the_refinement(shapes_data, tmp_path):
+    """At the defaults the teacher changes the training labels; with kd_label_iou=1 (no detection matches a label
+    that closely) and kd_label_new_iou=0 (no detection is added) it leaves every label as loaded."""
+    from . import helpers
+    from .helpers import Interrupt
+
+    def labels(tr):
+        return [np.concatenate([lb["cls"].reshape(-1, 1), lb["bboxes"]], 1) for lb in tr.train_loader.dataset.labels]
+
+    changed = {}
+    for name, keys in (("defaults", {}), ("keys", dict(kd_label_iou=1.0, kd_label_new_iou=0.0))):
+        trainer = helpers.trainer(tmp_path, data=shapes_data, kd_label_conf=0.25, name=name, **keys)
+        seen = {}
+        trainer.add_callback("on_pretrain_routine_end", lambda tr, seen=seen: seen.update(before=labels(tr)))
+
+        def stop(tr, seen=seen):
+            seen["after"] = labels(tr)
+            raise Interrupt
+
+        trainer.add_callback("on_train_start", stop)
+        with pytest.raises(Interrupt):
+            trainer.train()
+        pairs = zip(seen["before"], seen["after"], strict=True)
+        changed[name] = sum(a.shape != b.shape or not np.array_equal(a, b) for a, b in pairs)
+    assert changed["defaults"] > 0 and changed["keys"] == 0
 
 
 def test_labels_jpg_shows_the_labels_the_student_trains_on(shapes_data, tmp_path, monkeypatch):
