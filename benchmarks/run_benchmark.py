@@ -302,6 +302,26 @@ def collect(scale_name: str) -> None:
         out["regimes"].append(regime)
     (RESULTS / f"{scale_name}.json").write_text(json.dumps(out, indent=1, default=str))
     print(f"results: {RESULTS / (scale_name + '.json')}; not yet measured: {', '.join(out['missing']) or 'none'}")
+    counts = (("ikd", "kd", None), ("ikd", "none", None), ("ikd", "none", "exact"), ("kd", "none", None))
+    for arm, ref, labels in counts:
+        below, seeds, n = tally(out["regimes"], arm, ref, labels)
+        where = f"{labels}-label regimes" if labels else "regimes"
+        print(f"{arm} below {ref} at {below} of {seeds} paired test seeds, over {n} {where}")
+
+
+def tally(regimes: list[dict], arm: str, ref: str, labels: str | None = None) -> tuple[int, int, int]:
+    """Over the regimes that ran both arms (of one label kind, or all): the paired seeds where ``arm`` scored below
+    ``ref``, the paired seeds, and the regimes."""
+    from ikd_yolo.tools.compare.report import by_seed
+
+    below = seeds = n = 0
+    for r in regimes:
+        arms = {e["name"]: by_seed(e) for e in r["compare"]["arms"] if e["seeds"]}
+        if arm in arms and ref in arms and labels in {None, r["labels"]}:
+            common = sorted(set(arms[arm]) & set(arms[ref]))
+            below += sum(arms[arm][s] < arms[ref][s] for s in common)
+            seeds, n = seeds + len(common), n + 1
+    return below, seeds, n
 
 
 def render(results: Path, ref: str | None = None) -> str:
