@@ -30,6 +30,11 @@ from ultralytics.utils.metrics import box_iou
 from ultralytics.utils.nms import non_max_suppression
 from ultralytics.utils.ops import xywh2xyxy, xyxy2xywh
 
+from .settings import SETTINGS
+
+MATCH_IOU = SETTINGS["kd_label_iou"].default  # the rule's defaults are the settings' (declared once there)
+NEW_IOU = SETTINGS["kd_label_new_iou"].default
+
 
 def teacher_detections(
     decoded: torch.Tensor, conf: float, classes: list[int] | None = None, iou: float = 0.7, max_det: int = 300
@@ -50,8 +55,8 @@ def refine_targets(
     boxes: torch.Tensor,
     det: torch.Tensor,
     mix: float,
-    match_iou: float = 0.5,
-    new_iou: float = 0.3,
+    match_iou: float = MATCH_IOU,
+    new_iou: float = NEW_IOU,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's labels refined by its detections: the rule of this module.
 
@@ -110,8 +115,8 @@ def refine_dataset(
     teacher: torch.nn.Module,
     conf: float,
     mix: float,
-    match_iou: float = 0.5,
-    new_iou: float = 0.3,
+    match_iou: float = MATCH_IOU,
+    new_iou: float = NEW_IOU,
     batch: int = 32,
     workers: int = 0,
     after_batch=None,
