@@ -16,6 +16,7 @@ Ultralytics. A resume puts the two parts back together with :func:`wrapper_check
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from pathlib import Path
@@ -62,9 +63,43 @@ def plain_checkpoints():
 @contextlib.contextmanager
 def saving():
     """Around Ultralytics' ``save_model``: plain checkpoints (:func:`plain_checkpoints`), written whole even when
-    Ctrl-C comes meanwhile (:func:`deferred_interrupt`)."""
-    with deferred_interrupt(), plain_checkpoints():
+    Ctrl-C comes meanwhile (:func:`deferred_interrupt`) or the process is killed (:func:`whole_files`)."""
+    with deferred_interrupt(), whole_files(), plain_checkpoints():
         yield
+
+
+def replace_whole(path: str | os.PathLike, write) -> None:
+    """``write(tmp)`` to a sibling of ``path``, then renamed over it in one step: a process killed in the middle of
+    the write leaves ``path`` as it was (only the hidden ``.NAME.partial`` is cut short)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def whole_files():
+    """While Ultralytics writes or rewrites checkpoints (``save_model``'s ``Path.write_bytes`` of last.pt, best.pt
+    and epochN.pt; ``strip_optimizer``'s ``torch.save`` to a path): each .pt file is replaced whole
+    (:func:`replace_whole`), never truncated by a kill that lands in the middle of the write."""
+    real_save, real_write = torch.save, Path.write_bytes
+
+    def save(obj, f, *args, **kwargs):
+        if not isinstance(f, (str, os.PathLike)):
+            return real_save(obj, f, *args, **kwargs)
+        return replace_whole(f, lambda tmp: real_save(obj, tmp, *args, **kwargs))
+
+    def write_bytes(self: Path, data) -> int:
+        if self.suffix != ".pt":
+            return real_write(self, data)
+        replace_whole(self, lambda tmp: real_write(tmp, data))
+        return len(data)
+
+    torch.save, Path.write_bytes = save, write_bytes
+    try:
+        yield
+    finally:
+        torch.save, Path.write_bytes = real_save, real_write
 
 
 @contextlib.contextmanager
@@ -163,4 +198,4 @@ def drop_ikd_state(path: Path) -> None:
     ckpt = torch_load(path, map_location="cpu", weights_only=False)
     if isinstance(ckpt, dict) and IKD_STATE in ckpt:
         del ckpt[IKD_STATE]
-        torch_save(ckpt, path)
+        replace_whole(path, lambda tmp: torch_save(ckpt, tmp))

@@ -31,7 +31,15 @@ from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK, IterableSim
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .checkpoint import drop_ikd_state, restore, restore_kd_module, saving, strip_to_student, wrapper_checkpoints
+from .checkpoint import (
+    drop_ikd_state,
+    restore,
+    restore_kd_module,
+    saving,
+    strip_to_student,
+    whole_files,
+    wrapper_checkpoints,
+)
 from .config import KEYS, RETIRED_KEYS, default_settings
 from .frequency_run import FrequencyAugmentation
 from .model import KD_TERMS, IKDDistillationModel
@@ -255,9 +263,10 @@ class IKDTrainer(DetectionTrainer):
         return saved
 
     def final_eval(self):
-        """Ultralytics' end of training (best.pt and last.pt stripped to the student, best.pt validated); the IKD state
-        kept for a resume is then dropped from both."""
-        super().final_eval()
+        """Ultralytics' end of training (best.pt and last.pt stripped to the student, each file replaced whole, best.pt
+        validated); the IKD state kept for a resume is then dropped from both."""
+        with whole_files():
+            super().final_eval()
         if RANK in {-1, 0}:
             for f in (self.last, self.best):
                 drop_ikd_state(f)

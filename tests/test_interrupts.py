@@ -114,3 +114,31 @@ for f in {files!r}:
     assert any(k.startswith("kd_module.") for k in state) and "kd_gain" in state
     assert main([f"resume={weights / 'last.pt'}"]) == 0
     assert int(read_results(weights.parent)[-1]["epoch"]) == 5
+
+
+def test_a_kill_in_the_middle_of_a_checkpoint_write_leaves_the_previous_file_whole(shapes_data, teacher_pt, tmp_path):
+    """The process dies halfway through writing epoch 2's last.pt (its own ``Path.write_bytes`` kills it there): the
+    last.pt on disk is still epoch 1's, whole, and the run resumes from it."""
+    weights = tmp_path / "runs" / "run" / "weights"
+    args = {**IKD_FAST, "data": shapes_data, "teacher": teacher_pt, "model": PICO, "epochs": 3}
+    argv = [f"{k}={v}" for k, v in args.items()] + [f"project={tmp_path / 'runs'}", "name=run"]
+    code = f"""
+import os, pathlib, signal
+real, writes = pathlib.Path.write_bytes, []
+def dying(self, data):
+    if "last.pt" in self.name:
+        writes.append(self.name)
+        if len(writes) == 2:
+            with open(self, "wb") as f:
+                f.write(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, data)
+pathlib.Path.write_bytes = dying
+from ikd_yolo.cli import main
+main({argv!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert torch.load(weights / "last.pt", weights_only=False)["epoch"] == 0  # epoch 1's, whole
+    assert main([f"resume={weights / 'last.pt'}"]) == 0
+    assert int(read_results(weights.parent)[-1]["epoch"]) == 3
