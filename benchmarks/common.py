@@ -81,17 +81,34 @@ def fixed_batch(data_yaml: Path, n: int = 16, device="cpu") -> dict:
 
 
 def train_cached(scale: str, name: str, model: str, data: Path, device: str, **train_args) -> Path:
-    """Train ``model`` with plain Ultralytics into ``CACHE/scale/name`` unless that training has finished before (an
-    interrupted one is trained again)."""
+    """Train ``model`` with plain Ultralytics into ``CACHE/scale/name`` unless that training has finished before; an
+    interrupted one resumes from its last.pt (trained again from the start if that file cannot be loaded; one that
+    finished before its marker was written is marked)."""
     weights = CACHE / scale / name / "weights" / "last.pt"
     done = CACHE / scale / name / "finished"
     if not done.exists():
         from ultralytics import YOLO
 
-        print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
-        YOLO(model).train(
-            data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False,
-            seed=0, deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args,
-        )  # fmt: skip
+        epoch = saved_epoch(weights)
+        if epoch is not None and epoch >= 0:
+            print(f"resuming {name} from {weights} (epoch {epoch + 1} saved)", flush=True)
+            YOLO(str(weights)).train(resume=True)
+        elif epoch is None:
+            print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
+            YOLO(model).train(
+                data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False,
+                seed=0, deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args,
+            )  # fmt: skip
         done.write_text(json.dumps({"model": model, "data": str(data), **train_args}, default=str))
     return weights
+
+
+def saved_epoch(weights: Path) -> int | None:
+    """The epoch (0-based) saved in a training's last.pt, -1 once that training has finished (the file stripped), or
+    None (no such file, or one cut short by a kill: a plain Ultralytics run writes last.pt in place)."""
+    import torch
+
+    try:
+        return torch.load(weights, map_location="cpu", weights_only=False)["epoch"] if weights.is_file() else None
+    except Exception:
+        return None
