@@ -117,8 +117,11 @@ def test_compare_reports_agree_and_a_rerun_trains_nothing(shapes_data, teacher_p
     assert json.loads((folder / "compare.json").read_text())["arms"] == s["arms"]
     assert not (tmp_path / "cmp-2").exists()
 
-    (folder / "kd_s1" / "compare_run.json").unlink()  # as if interrupted before it finished: trained again alone
-    assert main([*argv, "exist_ok=True"]) == 0
+    for run in ("none_s1", "kd_s1"):  # as if interrupted before they finished: trained again, and alone
+        (folder / run / "compare_run.json").unlink()
+    assert main([*argv, "exist_ok=True", "device=cpu,cpu"]) == 0  # two CPU slots: both at once
     after = {p: p.stat().st_mtime_ns for p in folder.glob("*_s*/weights/last.pt")}
-    assert [p.parent.parent.name for p in after if after[p] != stamps[p]] == ["kd_s1"]
-    assert json.loads((folder / "kd_s1" / "compare_run.json").read_text())["scores"]["val"]["map50_95"] >= 0
+    assert sorted(p.parent.parent.name for p in after if after[p] != stamps[p]) == ["kd_s1", "none_s1"]
+    a, b = (json.loads((folder / run / "compare_run.json").read_text()) for run in ("none_s1", "kd_s1"))
+    assert a["scores"]["val"]["map50_95"] >= 0 and b["scores"]["val"]["map50_95"] >= 0
+    assert max(a["started"], b["started"]) < min(a["started"] + a["train_s"], b["started"] + b["train_s"])

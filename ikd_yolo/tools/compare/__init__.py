@@ -10,11 +10,12 @@ Every arm (:mod:`.arms`) trains the same student from the same initial weights f
 (``seeds=3`` means seeds 0, 1, 2; ``seeds=0,4,7`` names them). Each (arm, seed) is an ordinary Ultralytics run
 folder under the comparison's folder (``project``/``name``, default ``runs/compare/compare``, numbered like every
 run folder; ``exist_ok=True``, or ``folder=`` that folder, continues in it: finished runs are kept). Runs go in
-sequence on one device, one per GPU with ``device=0,1,...``. Each is scored from its ``last.pt`` on ``split``
-(default ``test`` when the data yaml has one, else ``val``) with :func:`ikd_yolo.tools.sizeval.evaluate`, and the
-teacher once. The report (:mod:`.report`) pairs the arms by seed: mean ± sd, each seed, the paired difference
-against ``none`` and ``native`` with a 95 % t interval and the seeds won, the time and memory against ``none``, and
-a closing recommendation; it is printed and written as ``compare.md``, ``compare.json`` and ``compare.png``.
+sequence on one device, one per GPU with ``device=0,1,...``, two at once on the CPU with ``device=cpu,cpu``. Each is
+scored from its ``last.pt`` on ``split`` (default ``test`` when the data yaml has one, else ``val``) with
+:func:`ikd_yolo.tools.sizeval.evaluate`, and the teacher once. The report (:mod:`.report`) pairs the arms by seed:
+mean ± sd, each seed, the paired difference against ``none`` and ``native`` with a 95 % t interval and the seeds won,
+the time and memory against ``none``, and a closing recommendation; it is printed and written as ``compare.md``,
+``compare.json`` and ``compare.png``.
 """
 
 from __future__ import annotations

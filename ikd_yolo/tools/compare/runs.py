@@ -154,6 +154,7 @@ def train_run(setup: Setup, arm: Arm, seed: int) -> dict:
         "fingerprint": wanted(setup, arm, seed),
         "settings": {k: v for k, v in vars(trainer.args).items() if k not in {"save_dir"}},
         "epochs_trained": int(trainer.epoch) + 1,
+        "started": start,  # seconds since the epoch: runs trained at once overlap
         "train_s": seconds,
         "epoch_time_s": seconds / (int(trainer.epoch) + 1),
         "peak_mem_mb": peak_memory_mb(str(args.get("device", "cpu"))),

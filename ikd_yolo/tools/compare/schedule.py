@@ -1,5 +1,6 @@
-"""Running the pending runs of a comparison: in sequence on one device, one run per GPU with ``device=0,1,...``,
-with a progress line that names the run, its epoch and the time left for the whole comparison."""
+"""Running the pending runs of a comparison: in sequence on one device, one run per GPU with ``device=0,1,...``
+(two CPU runs at once with ``device=cpu,cpu``), with a progress line that names the run, its epoch and the time left
+for the whole comparison."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ PROGRESS_EVERY_S = 60.0
 
 
 def devices(device) -> list[str]:
-    """One slot per GPU of a ``device=0,1,2`` list (a GPU named twice, ``device=0,0``, takes two runs at once); a
-    single slot otherwise (CPU, one GPU, MPS)."""
+    """One slot per GPU of a ``device=0,1,2`` list (a GPU named twice, ``device=0,0``, takes two runs at once), one
+    per ``cpu`` of a ``device=cpu,cpu`` list (Ultralytics trains on all CPU cores but one, so on two cores a second
+    run uses the idle one); a single slot otherwise (CPU, one GPU, MPS)."""
     text = str(device if device not in (None, "") else "cpu")
     ids = [d.strip() for d in text.split(",") if d.strip()]
-    return ids if len(ids) > 1 and all(d.isdigit() for d in ids) else [text]
+    return ids if len(ids) > 1 and (all(d.isdigit() for d in ids) or set(ids) == {"cpu"}) else [text]
 
 
 class Scheduler:
