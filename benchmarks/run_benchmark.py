@@ -12,7 +12,8 @@ scale); the arms, seeds, cache, scoring, table and JSON come from ``compare`` (`
 Anything after the options is a ``compare`` argument (``arms=``, ``seeds=``, ``split=``, IKD keys for every IKD arm,
 train arguments): the scale gives the data, teacher, student, epochs, image size and batch. Each regime's runs live
 in one compare folder, ``benchmarks/cache/bench/<scale>/<regime>[-<tag>]``, so an interrupted benchmark continues where
-it stopped, and a run asked again (for another split, or in a larger comparison) is reused.
+it stopped, and a run asked again (for another split, or in a larger comparison) is reused. On the CPU the runs go two
+at a time where the cores allow it (:func:`slots`).
 
 Scales:
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -242,7 +244,7 @@ def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, ext
     data = make_data(scale, where, scale["data"], labels)
     weights = teacher(scale, where, regime, device)
     init = student(scale, where, device)
-    kwargs = dict(data=str(data), teacher=str(weights), model=str(init), seeds=scale["seeds"], device=device)
+    kwargs = dict(data=str(data), teacher=str(weights), model=str(init), seeds=scale["seeds"], device=slots(device))
     if scale.get("textured"):
         kwargs.update(
             HEADLINE_ARMS if regime == HEADLINE else OTHER_ARMS, **({"seeds": 1} if scale.get("smoke") else {})
@@ -252,6 +254,16 @@ def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, ext
     kwargs.update(extra, project=str(where), name=regime + (f"-{tag}" if tag else ""), exist_ok=True)
     command = f"python benchmarks/run_benchmark.py {' '.join(sys.argv[1:])}"
     return compare(command, **kwargs)
+
+
+def slots(device: str) -> str:
+    """compare's ``device``: on the CPU, as many slots (``cpu,cpu``) as runs fit in the cores, where Ultralytics
+    trains a CPU run on all cores but one (at most 8); a GPU device as given."""
+    if str(device) != "cpu":
+        return device
+    from ultralytics.utils import NUM_THREADS
+
+    return ",".join(["cpu"] * max(1, (os.cpu_count() or 1) // NUM_THREADS))
 
 
 def main() -> None:
