@@ -7,8 +7,8 @@ For each label kind (exact, annotator) the student without a teacher (compare's 
 runs every regime of that label kind then reuses) and every epoch snapshot of the teacher's training are scored on
 the **val** split; the lead is in mAP50-95 points. ``weak`` is the snapshot nearest a lead of 4.5 (band 3-6),
 ``typical`` nearest 10 (band 8-12); ``strong`` is the teacher ``run_benchmark.py`` trains for it (at least 20
-asked), scored on val the same way. The choice, every
-snapshot's score and the leads go to ``results/<scale>-teachers.json``, which ``run_benchmark.py`` reads.
+asked), scored on val the same way. The choice, every snapshot's score and the leads go to
+``results/<scale>-teachers.json``, which ``run_benchmark.py`` reads.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def test_compare_reports_agree_and_a_rerun_trains_nothing(shapes_data, teacher_p
     assert json.loads((folder / "compare.json").read_text())["arms"] == s["arms"]
     assert not (tmp_path / "cmp-2").exists()
 
-    for run in ("none_s1", "kd_s1"):  # as if interrupted before they finished: trained again, and alone
+    for run in ("none_s1", "kd_s1"):  # as if interrupted before they finished: those two are trained again
         (folder / run / "compare_run.json").unlink()
     assert main([*argv, "exist_ok=True", "device=cpu,cpu"]) == 0  # two CPU slots: both at once
     after = {p: p.stat().st_mtime_ns for p in folder.glob("*_s*/weights/last.pt")}
