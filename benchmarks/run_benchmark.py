@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -236,12 +237,44 @@ def student(scale: dict, where: Path, device: str) -> Path:
     return train_cached(where.name, f"student-{key}", model, data, device, **args)
 
 
+def trainings(scale: dict, where: Path, names: list[str], device: str, part: str = "") -> None:
+    """Train (or reuse) what the regimes ``names`` need: the student's pretraining and each regime's teacher. ``part``
+    takes half of them, for two processes: ``side`` the student (and the exact-label teachers where ``names`` has
+    both label kinds), ``main`` the other teachers."""
+    if part != "main":
+        student(scale, where, device)
+    mixed = len({r.startswith("exact-") for r in names}) == 2
+    for r in names:
+        if not part or (part == "side") == (mixed and r.startswith("exact-")):
+            labels = r.split("-")[0] if scale.get("textured") else None
+            print(r, make_data(scale, where, scale["data"], labels), teacher(scale, where, r, device), flush=True)
+
+
+def prepare(scale: dict, where: Path, names: list[str], device: str) -> None:
+    """:func:`trainings`, in two processes where the CPU has room for two runs at once (:func:`slots`): a CPU
+    training uses one core of two, and the student's pretraining needs no teacher."""
+    if "," not in slots(device):
+        return trainings(scale, where, names, device)
+    side = multiprocessing.get_context("spawn").Process(target=trainings, args=(scale, where, names, device, "side"))
+    side.start()
+    try:
+        trainings(scale, where, names, device, "main")
+    except BaseException:
+        side.terminate()  # its training resumes from its last epoch on the next run
+        raise
+    finally:
+        side.join()
+    if side.exitcode:
+        raise SystemExit(f"the second preparation process failed (exit code {side.exitcode}): run the command again")
+
+
 def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, extra: dict) -> dict:
     """Prepare one regime and compare its arms through ``compare``; return the compare summary."""
     from ikd_yolo.tools.compare import compare
 
     labels = regime.split("-")[0] if scale.get("textured") else None
     data = make_data(scale, where, scale["data"], labels)
+    prepare(scale, where, [regime], device)
     weights = teacher(scale, where, regime, device)
     init = student(scale, where, device)
     kwargs = dict(data=str(data), teacher=str(weights), model=str(init), seeds=scale["seeds"], device=slots(device))
@@ -293,12 +326,9 @@ def main() -> None:
     device = a.device or scale.get("device", "cpu")
     extra = {k: smart_value(v) for k, v in (kv.split("=", 1) for kv in a.compare_args)}
     names = regimes(scale) if a.all_regimes or a.prepare_only else [a.regime or default_regime(scale)]
-    if a.prepare_only:  # the trainings: the student's pretraining, then each teacher (snapshots chosen apart)
+    if a.prepare_only:  # the trainings: the student's pretraining and each teacher (snapshots chosen apart)
+        prepare(scale, where, [r for r in names if not r.endswith(("-typical", "-weak"))], device)
         print("student", student(scale, where, device))
-        for r in names:
-            if not r.endswith(("-typical", "-weak")):
-                labels = r.split("-")[0] if scale.get("textured") else None
-                print(r, make_data(scale, where, scale["data"], labels), teacher(scale, where, r, device))
         return
     out = {"scale": a.scale, "regimes": []}
     for r in names:
