@@ -70,12 +70,21 @@ def test_a_bad_arm_is_refused_in_one_line(arms, says, shapes_data, teacher_pt, t
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_bad_seeds_and_split_are_refused(shapes_data, teacher_pt, tmp_path, capsys):
+BAD_KEYS = [
+    ("seeds=0,0", "distinct seeds"),
+    ("split=test", "has no such split"),
+    ("seed=1", "seeds="),
+    ("device=cpu,0", "mixes the CPU and GPUs"),
+]
+
+
+def test_bad_seeds_split_and_device_are_refused(shapes_data, teacher_pt, tmp_path, capsys):
     base = ["compare", f"data={shapes_data}", f"teacher={teacher_pt}", f"model={PICO}", f"project={tmp_path}"]
-    for extra, says in (("seeds=0,0", "distinct seeds"), ("split=test", "has no such split"), ("seed=1", "seeds=")):
+    for extra, says in BAD_KEYS:
         assert main([*base, extra]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and says in err, err
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def _table_rows(md: str) -> dict[str, list[str]]:

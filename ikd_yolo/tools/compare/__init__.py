@@ -107,10 +107,12 @@ def new_setup(kwargs: dict) -> Setup:
 
 
 def preflight(setup: Setup) -> None:
-    """Refuse a teacher or student that cannot work, in seconds, before the first run trains."""
+    """Refuse a device list, teacher or student that cannot work, in seconds, before the first run trains."""
     from ...preflight import normalize_overrides
     from ...preflight import preflight as check
+    from .schedule import devices
 
+    devices(setup.train.get("device"))
     ikd_arm = next((a for a in setup.arms if a.trainer == "ikd"), None)
     if ikd_arm is not None:
         overrides = setup.overrides(ikd_arm, setup.seeds[0])

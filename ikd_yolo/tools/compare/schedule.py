@@ -23,6 +23,10 @@ def devices(device) -> list[str]:
     run uses the idle one); a single slot otherwise (CPU, one GPU, MPS)."""
     text = str(device if device not in (None, "") else "cpu")
     ids = [d.strip() for d in text.split(",") if d.strip()]
+    if len(ids) > 1 and "cpu" in ids and set(ids) != {"cpu"}:
+        raise UserError(
+            f"device={text} mixes the CPU and GPUs: give device=cpu,cpu (two CPU runs) or GPUs (device=0,1)"
+        )
     return ids if len(ids) > 1 and (all(d.isdigit() for d in ids) or set(ids) == {"cpu"}) else [text]
 
 
