@@ -13,7 +13,7 @@ Anything after the options is a ``compare`` argument (``arms=``, ``seeds=``, ``s
 train arguments): the scale gives the data, teacher, student, epochs, image size and batch. Each regime's runs live
 in one compare folder, ``benchmarks/cache/bench/<scale>/<regime>[-<tag>]``, so an interrupted benchmark continues where
 it stopped, and a run asked again (for another split, or in a larger comparison) is reused. On the CPU the runs go two
-at a time where the cores allow it (:func:`slots`).
+at a time where the cores allow it (:func:`slots`), and so do the trainings that prepare them (:func:`prepare`).
 
 Scales:
 
@@ -34,6 +34,7 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 from pathlib import Path
 
 from common import CACHE, RESULTS, ROOT, cache_key, train_cached
@@ -332,9 +333,12 @@ def main() -> None:
         return
     out = {"scale": a.scale, "regimes": []}
     for r in names:
+        start = time.time()
         summary = run_regime(scale, where, r, device, a.tag, extra)
         labels, _, strength = r.partition("-")
-        out["regimes"].append({"name": r, "labels": labels, "teacher": strength or r, "compare": summary})
+        # wall_s: what this command spent on the regime (its preparation and runs, less what the cache held)
+        entry = {"name": r, "labels": labels, "teacher": strength or r, "wall_s": round(time.time() - start)}
+        out["regimes"].append({**entry, "compare": summary})
     stem = "-".join([a.scale, *(["smoke"] if a.smoke else []), *([a.tag] if a.tag else [])])
     stem += ("" if a.all_regimes else f"-{names[0]}") + ("" if extra.get("split", "test") == "test" else "-val")
     RESULTS.mkdir(parents=True, exist_ok=True)
