@@ -38,12 +38,15 @@ def pooled(files: list[Path], arm: str, ref: str) -> tuple[list[float], list[lis
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, help="results jsons of one regime")
-    p.add_argument("--pairs", default="kd:none,ikd:none,ikd:kd", help="ARM:REF,... (a REF may hold a colon)")
+    p.add_argument("--pairs", action="append", help="ARM:REF,... (repeatable; default kd:none,ikd:none,ikd:kd)")
     a = p.parse_args()
     print("| arm − ref | pairs | Δ pooled (95 % CI), pairs won | Δ per file |")
     print("|---|---|---|---|")
-    for pair in a.pairs.split(","):
-        arm, ref = pair.split(":", 1)
+    names = by_seed(a.files[0])
+    for pair in ",".join(a.pairs or ["kd:none,ikd:none,ikd:kd"]).split(","):
+        parts = pair.split(":")  # arm names hold colons too (native:dis=0.5): split where both sides are arms
+        cuts = [(":".join(parts[:i]), ":".join(parts[i:])) for i in range(1, len(parts))]
+        arm, ref = next((c for c in cuts if c[0] in names and c[1] in names), cuts[0] if cuts else (pair, ""))
         diffs, per_file = pooled(a.files, arm, ref)
         mean, low, high = mean_interval(diffs)
         files = ", ".join(f"{sum(ds) / len(ds):+.2f}" for ds in per_file)

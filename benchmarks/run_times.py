@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ikd_yolo.tools.compare.runs import RUN_FILE
@@ -26,7 +27,8 @@ def run_times(folder: Path) -> dict:
     for r in records:
         by_arm[r["arm"]] = by_arm.get(r["arm"], 0.0) + r["train_s"]
     start, end = min(r["started"] for r in records), max(r["started"] + r["train_s"] for r in records)
-    return {"runs": len(records), "wall_s": end - start, "run_s": sum(by_arm.values()), "by_arm": by_arm}
+    return {"runs": len(records), "start": start, "end": end, "wall_s": end - start, "run_s": sum(by_arm.values()),
+            "by_arm": by_arm}  # fmt: skip
 
 
 def main() -> None:
@@ -36,6 +38,8 @@ def main() -> None:
     at_once = t["run_s"] / t["wall_s"]
     print(f"{t['runs']} runs: {t['wall_s'] / 60:.1f} min from the first start to the last end, "
           f"{t['run_s'] / 60:.1f} min of run time summed ({at_once:.2f} runs at once on average)")  # fmt: skip
+    utc = [datetime.fromtimestamp(t[k], timezone.utc).strftime("%Y-%m-%d %H:%M:%S") for k in ("start", "end")]
+    print(f"first start {utc[0]} UTC, last end {utc[1]} UTC")
     for arm, s in t["by_arm"].items():
         print(f"  {arm}: {s / 60:.1f} min")
 
