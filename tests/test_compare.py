@@ -134,3 +134,20 @@ def test_compare_reports_agree_and_a_rerun_trains_nothing(shapes_data, teacher_p
     a, b = (json.loads((folder / run / "compare_run.json").read_text()) for run in ("none_s1", "kd_s1"))
     assert a["scores"]["val"]["map50_95"] >= 0 and b["scores"]["val"]["map50_95"] >= 0
     assert max(a["started"], b["started"]) < min(a["started"] + a["train_s"], b["started"] + b["train_s"])
+
+
+def test_a_planned_run_trains_on_one_slot_of_the_device_list(shapes_data, teacher_pt, tmp_path, capsys):
+    """--plan's commands (one run each, for a cluster's scheduler) work on a comparison set up with device=cpu,cpu:
+    each run takes one slot, and --collect reports the finished run."""
+    argv = ["compare", f"data={shapes_data}", f"teacher={teacher_pt}", f"model={PICO}", "arms=none,kd", "seeds=1"]
+    argv += ["epochs=1", "imgsz=64", "batch=8", "plots=False", f"project={tmp_path}", "name=plan", "device=cpu,cpu"]
+    assert main([*argv, "--plan"]) == 0
+    commands = [ln for ln in capsys.readouterr().out.splitlines() if " -m ikd_yolo compare " in ln]
+    folder = tmp_path / "plan"
+    assert len(commands) == 3 and commands[0].endswith(f"folder={folder} run=none:0") and not any(folder.glob("*_s0"))
+    assert main(["compare", f"folder={folder}", "run=none:0"]) == 0
+    record = json.loads((folder / "none_s0" / "compare_run.json").read_text())
+    assert record["settings"]["device"] == "cpu" and record["scores"]["val"]["map50_95"] >= 0
+    assert main(["compare", f"folder={folder}", "--collect"]) == 0
+    arms = json.loads((folder / "compare.json").read_text())["arms"]
+    assert {a["name"]: a["seeds"] for a in arms} == {"none": [0], "kd": []}  # kd:0 not trained yet

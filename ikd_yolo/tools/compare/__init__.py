@@ -30,7 +30,7 @@ import yaml
 from ...errors import UserError
 from .arms import DEFAULT_ARMS, parse_arms
 from .runs import Setup, check_reusable, score_teacher, train_run
-from .schedule import missing_runs, run_pending
+from .schedule import devices, missing_runs, run_pending
 
 OWN_KEYS = {"arms": DEFAULT_ARMS, "seeds": 3, "split": None, "small_area": None, "medium_area": None}
 CONTINUE_KEYS = {"folder", "run", "device"}  # what a command that continues a comparison's folder may set
@@ -110,7 +110,6 @@ def preflight(setup: Setup) -> None:
     """Refuse a device list, teacher or student that cannot work, in seconds, before the first run trains."""
     from ...preflight import normalize_overrides
     from ...preflight import preflight as check
-    from .schedule import devices
 
     devices(setup.train.get("device"))
     ikd_arm = next((a for a in setup.arms if a.trainer == "ikd"), None)
@@ -238,6 +237,8 @@ def main(argv: list[str]) -> int:
         arm_name, _, seed = str(kwargs["run"]).rpartition(":")
         if not seed.isdigit():
             raise UserError(f"run={kwargs['run']}: give ARM:SEED, e.g. run=ikd:0")
+        if kwargs.get("device") is None:  # one run takes one slot of the comparison's list (cpu,cpu or 0,1: the first)
+            setup.train["device"] = devices(setup.train.get("device"))[0]
         train_run(setup, setup.arm(arm_name), int(seed))
     elif "--plan" in flags:
         print(plan(setup))
