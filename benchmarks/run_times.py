@@ -19,7 +19,8 @@ from ikd_yolo.tools.compare.runs import RUN_FILE
 
 def run_times(folder: Path) -> dict:
     """``wall_s``, ``run_s``, ``runs`` and ``by_arm`` (seconds summed per arm) of the runs recorded in ``folder``."""
-    records = [json.loads(f.read_text()) for f in sorted(folder.glob(f"*/{RUN_FILE}"))]
+    # a run linked from a sibling comparison (its folder a symlink) trained there, at another time: left out
+    records = [json.loads(f.read_text()) for f in sorted(folder.glob(f"*/{RUN_FILE}")) if not f.parent.is_symlink()]
     records = [r for r in records if "started" in r]
     if not records:
         raise SystemExit(f"{folder}: no run records with a start time (compare writes them since commit 31451fe)")
