@@ -15,24 +15,23 @@ import argparse
 import json
 from pathlib import Path
 
-from ikd_yolo.tools.compare.stats import mean_interval
+from ikd_yolo.tools.compare.report import by_seed
+from ikd_yolo.tools.compare.stats import Paired, paired
 
 
-def by_seed(results: Path) -> dict[str, dict[int, float]]:
+def arms_by_seed(results: Path) -> dict[str, dict[int, float]]:
     """Each arm's mAP50-95 by seed in the first regime of a results json."""
-    arms = json.loads(results.read_text())["regimes"][0]["compare"]["arms"]
-    return {a["name"]: dict(zip(a["seeds"], a["map50_95"], strict=True)) for a in arms}
+    return {a["name"]: by_seed(a) for a in json.loads(results.read_text())["regimes"][0]["compare"]["arms"]}
 
 
-def pooled(files: list[Path], arm: str, ref: str) -> tuple[list[float], list[list[float]]]:
-    """``arm - ref`` in points over every (file, seed) pair both arms ran, and the same per file."""
-    per_file = []
-    for f in files:
-        s = by_seed(f)
+def pooled(files: list[Path], arm: str, ref: str) -> tuple[Paired, list[Paired]]:
+    """``arm - ref`` over every (file, seed) pair both arms ran, and the same per file."""
+    scores = [arms_by_seed(f) for f in files]
+    for f, s in zip(files, scores, strict=True):
         if arm not in s or ref not in s:
             raise SystemExit(f"{f}: has no arm {arm if arm not in s else ref} (arms: {', '.join(s)})")
-        per_file.append([100 * (s[arm][k] - s[ref][k]) for k in sorted(set(s[arm]) & set(s[ref]))])
-    return [d for ds in per_file for d in ds], per_file
+    keyed = [{(i, k): v for i, s in enumerate(scores) for k, v in s[name].items()} for name in (arm, ref)]
+    return paired(arm, keyed[0], ref, keyed[1]), [paired(arm, s[arm], ref, s[ref]) for s in scores]
 
 
 def main() -> None:
@@ -42,16 +41,14 @@ def main() -> None:
     a = p.parse_args()
     print("| arm − ref | pairs | Δ pooled (95 % CI), pairs won | Δ per file |")
     print("|---|---|---|---|")
-    names = by_seed(a.files[0])
+    names = arms_by_seed(a.files[0])
     for pair in ",".join(a.pairs or ["kd:none,ikd:none,ikd:kd"]).split(","):
         parts = pair.split(":")  # arm names hold colons too (native:dis=0.5): split where both sides are arms
         cuts = [(":".join(parts[:i]), ":".join(parts[i:])) for i in range(1, len(parts))]
         arm, ref = next((c for c in cuts if c[0] in names and c[1] in names), cuts[0] if cuts else (pair, ""))
-        diffs, per_file = pooled(a.files, arm, ref)
-        mean, low, high = mean_interval(diffs)
-        files = ", ".join(f"{sum(ds) / len(ds):+.2f}" for ds in per_file)
-        won = f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
-        print(f"| {arm} − {ref} | {len(diffs)} | {mean:+.2f} ({low:+.2f} … {high:+.2f}), {won} | {files} |")
+        d, per_file = pooled(a.files, arm, ref)
+        files = ", ".join(f"{f.mean:+.2f}" for f in per_file)
+        print(f"| {arm} − {ref} | {d.n} | {d.mean:+.2f} ({d.low:+.2f} … {d.high:+.2f}), {d.wins}/{d.n} | {files} |")
 
 
 if __name__ == "__main__":
