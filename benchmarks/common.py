@@ -80,26 +80,51 @@ def fixed_batch(data_yaml: Path, n: int = 16, device="cpu") -> dict:
     return image_batch(sorted((Path(data_yaml).parent / "images" / "train").glob("*.png"))[:n], device)
 
 
-def train_cached(scale: str, name: str, model: str, data: Path, device: str, **train_args) -> Path:
+class SnapshotReached(Exception):
+    """Raised in a training's ``on_model_save`` callback once the epoch a caller needs is saved."""
+
+
+def stop_after(epoch: int):
+    """An ``on_model_save`` callback that stops a training once ``epoch`` (0-based) is saved, leaving its last.pt
+    resumable; not at the last epoch, whose end Ultralytics must reach to finish the training."""
+
+    def callback(trainer) -> None:
+        if trainer.epoch >= epoch and trainer.epoch < trainer.epochs - 1:
+            raise SnapshotReached(f"epoch{trainer.epoch}.pt saved")
+
+    return callback
+
+
+def train_cached(scale: str, name: str, model: str, data: Path, device: str, until: int | None = None,
+                 **train_args) -> Path:  # fmt: skip
     """Train ``model`` with plain Ultralytics into ``CACHE/scale/name`` unless that training has finished before; an
     interrupted one resumes from its last.pt (trained again from the start if that file cannot be loaded; one that
-    finished before its marker was written is marked)."""
+    finished before its marker was written is marked). ``until``: a caller that needs only the ``save_period``
+    snapshot of that epoch (0-based) stops the training there; a later call without it resumes and finishes it."""
     weights = CACHE / scale / name / "weights" / "last.pt"
     done = CACHE / scale / name / "finished"
-    if not done.exists():
-        from ultralytics import YOLO
+    if done.exists() or (until is not None and (weights.parent / f"epoch{until}.pt").is_file()):
+        return weights
+    from ultralytics import YOLO
 
-        epoch = saved_epoch(weights)
-        if epoch is not None and epoch >= 0:
-            print(f"resuming {name} from {weights} (epoch {epoch + 1} saved)", flush=True)
-            YOLO(str(weights)).train(resume=True)
-        elif epoch is None:
-            print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
-            YOLO(model).train(
-                data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False,
-                seed=0, deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args,
-            )  # fmt: skip
-        done.write_text(json.dumps({"model": model, "data": str(data), **train_args}, default=str))
+    epoch = saved_epoch(weights)
+    if epoch is not None and epoch >= 0:
+        print(f"resuming {name} from {weights} (epoch {epoch + 1} saved)", flush=True)
+        yolo, args = YOLO(str(weights)), dict(resume=True)
+    elif epoch is None:
+        print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
+        yolo = YOLO(model)
+        args = dict(data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False,
+                    seed=0, deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args)  # fmt: skip
+    if epoch != -1:
+        if until is not None:
+            yolo.add_callback("on_model_save", stop_after(until))
+        try:
+            yolo.train(**args)
+        except SnapshotReached as e:
+            print(f"{name}: stopped at {e}; a later call resumes it", flush=True)
+            return weights
+    done.write_text(json.dumps({"model": model, "data": str(data), **train_args}, default=str))
     return weights
 
 

@@ -169,7 +169,8 @@ def teacher(scale: dict, where: Path, regime: str, device: str) -> Path:
     Textured scales: ``control`` is trained on the student's own training images; ``typical`` and ``weak`` are
     snapshots of one training on the teacher's own images (the epochs ``teacher_strengths.py`` chose on val), written
     apart without their optimizer; ``strong`` is that training's last epoch, trained on further on the same images
-    where the scale has a ``strong`` teacher (``model="own"``), else that last epoch itself.
+    where the scale has a ``strong`` teacher (``model="own"``), else that last epoch itself. A regime that needs a
+    snapshot stops the training there (the headline's typical teacher: half its epochs); one that needs more resumes it.
     """
     if not scale.get("textured"):
         t = scale["teachers"][regime]
@@ -182,24 +183,26 @@ def teacher(scale: dict, where: Path, regime: str, device: str) -> Path:
         return train_cached(where.name, name, t["model"], make_data(scale, where, t["data"]), device, val=False, **args)
     labels, strength = regime.split("-")
     t = scale["teachers"]["control" if strength == "control" else "own"]
-    last, data = teacher_training(scale, where, labels, t, device)
+    until = strengths(where)[labels][strength] if strength in {"typical", "weak"} else None
+    last, data = teacher_training(scale, where, labels, t, device, until)
     if strength == "strong" and "strong" in scale["teachers"]:
         more = {k: v for k, v in scale["teachers"]["strong"].items() if k not in {"model", "n_train"}}
         name = f"teacher-{labels}-strong-{cache_key(t, labels, more)}"
         return train_cached(where.name, name, str(last), data, device, imgsz=scale["data"]["imgsz"], val=False, **more)
     if strength in {"control", "strong"}:
         return last
-    return snapshot(last, strengths(where)[labels][strength])
+    return snapshot(last, until)
 
 
-def teacher_training(scale: dict, where: Path, labels: str, t: dict, device: str) -> tuple[Path, Path]:
-    """The last.pt of the teacher training ``t`` of a textured scale (cached) and the data.yaml it trained on."""
+def teacher_training(scale: dict, where: Path, labels: str, t: dict, device: str, until: int | None = None):
+    """The last.pt of the teacher training ``t`` of a textured scale (cached) and the data.yaml it trained on;
+    ``until``: only up to that epoch's snapshot (a typical or weak teacher), the rest when a regime needs it."""
     own = {**scale["data"], "counts": {"train": t["n_train"], "val": 16}, "seed": TEACHER_SEED}
     data = make_data(scale, where, own if t["n_train"] else scale["data"], labels)
     model = str(ROOT / t["model"]) if (ROOT / t["model"]).exists() else t["model"]
     args = {k: v for k, v in t.items() if k not in {"model", "n_train"}}
     last = train_cached(where.name, f"teacher-{labels}-{t['model'].split('/')[-1][:-5]}-{cache_key(t, labels)}",
-                        model, data, device, imgsz=scale["data"]["imgsz"], val=False, **args)  # fmt: skip
+                        model, data, device, until, imgsz=scale["data"]["imgsz"], val=False, **args)  # fmt: skip
     return last, data
 
 
