@@ -108,15 +108,16 @@ def train_cached(scale: str, name: str, model: str, data: Path, device: str, unt
     from ultralytics import YOLO
 
     epoch = saved_epoch(weights)
-    if epoch is not None and epoch >= 0:
-        print(f"resuming {name} from {weights} (epoch {epoch + 1} saved)", flush=True)
-        yolo, args = YOLO(str(weights)), dict(resume=True)
-    elif epoch is None:
-        print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
-        yolo = YOLO(model)
-        args = dict(data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True, plots=False,
-                    seed=0, deterministic=False, workers=min(8, os.cpu_count() or 1), **train_args)  # fmt: skip
-    if epoch != -1:
+    if epoch != -1:  # -1: it finished before its marker was written
+        if epoch is not None:
+            print(f"resuming {name} from {weights} (epoch {epoch + 1} saved)", flush=True)
+            yolo, args = YOLO(str(weights)), dict(resume=True)
+        else:
+            print(f"training {name} ({model}) for {train_args['epochs']} epochs on {data}", flush=True)
+            yolo = YOLO(model)
+            args = dict(data=str(data), device=device, project=str(CACHE / scale), name=name, exist_ok=True,
+                        plots=False, seed=0, deterministic=False, workers=min(8, os.cpu_count() or 1),
+                        **train_args)  # fmt: skip
         if until is not None:
             yolo.add_callback("on_model_save", stop_after(until))
         try:
