@@ -40,8 +40,10 @@ def parse_args(argv: list[str], known=None, command: str = "run.py") -> dict:
 
 
 def check_key(key: str, known, problem: str, helps: str = "python run.py --help") -> None:
-    """Refuse a key that is not in ``known``, naming the closest one."""
+    """Refuse a key that is not in ``known``, naming the closest one (never an old name: ``adv_stepz`` means
+    ``adv_steps``, not the alias ``adv_step``)."""
     if key not in known:
-        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        current = sorted(set(known) - set(ALIASES) - set(RETIRED_KEYS))
+        close = difflib.get_close_matches(key, current, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}=? " if close else ""
         raise UserError(f"{problem}: {hint}({helps} lists the keys)")

@@ -56,6 +56,7 @@ CASES = {
     "empty model": ([T, "model="], "model= is empty"),
     "empty adv_loss": ([T, M, "adv_loss="], "adv_loss= is empty"),
     "unknown key": ([T, M, "adv_stps=2"], "did you mean adv_steps="),
+    "unknown key near an alias": ([T, M, "adv_stepz=2"], "did you mean adv_steps="),
     "bad IKD value": ([T, M, "adv_loss=kl"], "adv_loss=kl"),
     "removed IKD key": ([T, M, "kd_labels_mode=batch"], "'kd_labels_mode=batch' was removed"),
     "removed IKD mode": ([T, M, "adv_bn=joint"], "'adv_bn=joint' was removed"),
