@@ -70,6 +70,16 @@ def check_amp(amp, device) -> None:
     )
 
 
+# The optimizers BaseTrainer.build_optimizer accepts (any case); it refuses another name with a traceback, and only once
+# the run folder exists and the data are set up. A test checks this list against Ultralytics'.
+OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop")
+
+
+def check_optimizer(name) -> None:
+    if str(name).lower() not in {o.lower() for o in OPTIMIZERS}:
+        raise UserError(f"optimizer={name} is not an Ultralytics optimizer: use one of {', '.join(OPTIMIZERS)}")
+
+
 def check_batch(batch) -> None:
     if isinstance(batch, (int, float)) and not isinstance(batch, bool) and batch < 1:
         raise UserError(
@@ -110,8 +120,8 @@ def load_student(model, nc: int | None) -> nn.Module | None:
 
 
 def check_args(overrides: dict):
-    """Ultralytics' own checks of the argument values (types and ranges, e.g. epochs=0 or lr0=abc, and imgsz), which
-    it would make after the run folder exists or only when the model is set up; returns the train arguments."""
+    """Ultralytics' own checks of the argument values (types and ranges, e.g. epochs=0 or lr0=abc, imgsz, optimizer),
+    which it would make after the run folder exists or only when the model is set up; returns the train arguments."""
     try:
         args = get_cfg({**DEFAULT_CFG_DICT, **default_settings()}, overrides)
         disabled, LOGGER.disabled = LOGGER.disabled, True  # its notes on rounding come again when training starts
@@ -121,6 +131,7 @@ def check_args(overrides: dict):
             LOGGER.disabled = disabled
     except (ValueError, TypeError) as e:
         raise UserError(f"{problem(e)}: give a valid value (python run.py --help)") from e
+    check_optimizer(args.optimizer)
     return args
 
 

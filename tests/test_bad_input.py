@@ -77,6 +77,7 @@ CASES = {
     "epochs=-1": ([T, M, "epochs=-1"], "'epochs' must be >= 1"),
     "imgsz=abc": ([T, M, "imgsz=abc"], "'imgsz=abc' is not a valid image size"),
     "lr0=abc": ([T, M, "lr0=abc"], "'lr0=abc' is of invalid type"),
+    "unknown optimizer": ([T, M, "optimizer=adamm"], "optimizer=adamm is not an Ultralytics optimizer"),
     # the student is checked like the teacher: it loads, it detects, it has the teacher's strides
     "student not a checkpoint": ([T, "model=TEXT"], "is not a loadable checkpoint"),
     "classify student": ([T, "model=yolov8n-cls.yaml"], "'classify' model"),
@@ -267,6 +268,24 @@ def test_every_export_format_has_its_packages_checked():
             check_export_format(fmt, device="cpu")
         except UserError as e:
             assert "pip install" in str(e) or "CUDA GPU" in str(e), (fmt, str(e))
+
+
+def test_optimizer_names_are_ultralytics_own():
+    """The names the preflight accepts are the ones Ultralytics' build_optimizer builds, and no other."""
+    import re
+    from types import SimpleNamespace
+
+    from ultralytics.engine.trainer import BaseTrainer
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ikd_yolo.preflight import OPTIMIZERS
+
+    model = DetectionModel(str(ROOT / "cfg" / "yolov8-pico.yaml"), verbose=False)
+    for name in OPTIMIZERS[1:]:  # auto picks one of the others from the data
+        assert type(BaseTrainer.build_optimizer(SimpleNamespace(), model, name=name.lower())).__name__ == name
+    with pytest.raises(NotImplementedError) as refused:
+        BaseTrainer.build_optimizer(SimpleNamespace(), model, name="adamm")
+    assert set(re.findall(r"'(\w+)'", str(refused.value).split("optimizers", 1)[1])) == set(OPTIMIZERS)
 
 
 def test_a_read_only_project_folder_gets_one_line(shapes_data, tmp_path):
