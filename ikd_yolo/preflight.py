@@ -167,6 +167,23 @@ def check_train_images(data: dict, source) -> None:
             )
 
 
+def check_freeze(freeze, student: nn.Module | None) -> None:
+    """``freeze=`` that covers every layer of the student leaves nothing to train; Ultralytics finds out only at the
+    first backward pass, with a traceback."""
+    layers = getattr(student, "model", None)
+    if not freeze or layers is None:
+        return
+    try:
+        frozen = {int(i) for i in freeze} if isinstance(freeze, (list, tuple)) else set(range(int(freeze)))
+    except (TypeError, ValueError):
+        return  # Ultralytics' own type check speaks for other values
+    if set(range(len(layers))) <= frozen:
+        raise UserError(
+            f"freeze={freeze} freezes all {len(layers)} layers of the student, so nothing would train: freeze "
+            f"fewer (at most freeze={len(layers) - 1}, which still trains the detection head)"
+        )
+
+
 def check_single_cls(teacher: nn.Module, single_cls) -> None:
     """single_cls=True makes the student predict one class; the teacher's classes must then be one too."""
     nc = len(getattr(teacher, "names", {}) or {})
@@ -262,7 +279,7 @@ class Checked:
 
 def preflight(overrides: dict) -> Checked:
     """Validate a new run's inputs (IKD keys, argument values, batch, output folder, data and its images, teacher,
-    student) and return what was loaded and checked (nothing for a resumed run)."""
+    student, freeze) and return what was loaded and checked (nothing for a resumed run)."""
     ikd = IKDConfig.from_mapping(overrides)
     check_batch(overrides.get("batch", 16))
     args = check_args(overrides)
@@ -281,6 +298,7 @@ def preflight(overrides: dict) -> Checked:
     student = load_student(overrides.get("model"), int(data["nc"]) if data else None)
     if student is not None:
         check_teacher_student(teacher, student)
+        check_freeze(args.freeze, student)
     if data is not None:
         check_images(args, data, overrides["data"])
     values = None  # the values ikd was validated from; unknown here when a deprecated key was renamed

@@ -78,6 +78,7 @@ CASES = {
     "imgsz=abc": ([T, M, "imgsz=abc"], "'imgsz=abc' is not a valid image size"),
     "lr0=abc": ([T, M, "lr0=abc"], "'lr0=abc' is of invalid type"),
     "unknown optimizer": ([T, M, "optimizer=adamm"], "optimizer=adamm is not an Ultralytics optimizer"),
+    "everything frozen": ([T, M, "freeze=100"], "freeze=100 freezes all 23 layers"),
     # the student is checked like the teacher: it loads, it detects, it has the teacher's strides
     "student not a checkpoint": ([T, "model=TEXT"], "is not a loadable checkpoint"),
     "classify student": ([T, "model=yolov8n-cls.yaml"], "'classify' model"),
