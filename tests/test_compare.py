@@ -49,6 +49,7 @@ def test_arms_with_settings():
     assert fast.overrides("t.pt") == {"adv_steps": 1, "adv_batch_frac": 0.25, "teacher": "t.pt"}
     assert arms["kd"].overrides("t.pt") == {"freq_aug": False, "adv_aug": False, "teacher": "t.pt"}
     assert arms["n2"].trainer == "plain" and arms["none"].overrides("t.pt") == {}
+    assert [a.name for a in parse_arms(None)] == ["none"]  # arms=none alone: the key=value parser gives None
 
 
 @pytest.mark.parametrize(
@@ -60,6 +61,8 @@ def test_arms_with_settings():
         ("fast:notakey=1", "unknown or per-comparison key 'notakey'"),
         ("kd,ikd,kd", "names kd more than once"),
         ("x:base=bogus:dis=1", "base=bogus is not a built-in arm"),
+        ("none,native:dis=abc", "arms= entry 'native:dis=abc': 'dis=abc' is of invalid type"),
+        ("none,slow:base=none:epochs=0", "arms= entry 'slow': 'epochs=0' is an invalid value"),
     ],
 )
 def test_a_bad_arm_is_refused_in_one_line(arms, says, shapes_data, teacher_pt, tmp_path, capsys):

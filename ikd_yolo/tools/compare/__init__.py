@@ -107,11 +107,17 @@ def new_setup(kwargs: dict) -> Setup:
 
 
 def preflight(setup: Setup) -> None:
-    """Refuse a device list, teacher or student that cannot work, in seconds, before the first run trains."""
-    from ...preflight import normalize_overrides
+    """Refuse a device list, teacher, student or an arm's argument value that cannot work, in seconds, before the
+    first run trains."""
+    from ...preflight import check_args, normalize_overrides
     from ...preflight import preflight as check
 
     devices(setup.train.get("device"))
+    for arm in setup.arms:  # an arm's own value (native:dis=abc) would otherwise fail when its first run starts
+        try:
+            check_args(normalize_overrides(setup.overrides(arm, setup.seeds[0])))
+        except UserError as e:
+            raise UserError(f"arms= entry '{arm.name}': {e}") from e
     ikd_arm = next((a for a in setup.arms if a.trainer == "ikd"), None)
     if ikd_arm is not None:
         overrides = setup.overrides(ikd_arm, setup.seeds[0])

@@ -107,6 +107,7 @@ def parse_arm(entry: str) -> Arm:
 
 def parse_arms(value: Any) -> list[Arm]:
     """The ``arms=`` value (comma-separated entries, or a list) as arms; duplicate names are refused."""
+    value = "none" if value is None else value  # the key=value parser reads a lone arms=none as None
     entries = value if isinstance(value, (list, tuple)) else str(value).split(",")
     arms = [parse_arm(str(e)) for e in entries if str(e).strip()]
     if not arms:
