@@ -322,6 +322,22 @@ def test_probe_with_a_missing_model_gets_one_line_without_looking_online(shapes_
     assert "GitHub" not in out.out + out.err
 
 
+@pytest.mark.parametrize(
+    "arg, says",
+    [
+        ("radii=8,abc", "radii must be positive numbers, e.g. radii=8,16,32, got 8,abc"),
+        ("split=test", "split=test: data="),
+        ("filter=box", "filter=box is not one of ideal, gaussian"),
+    ],
+)
+def test_probe_bad_values_get_one_line(arg, says, shapes_data, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    assert main(["probe", f"model={TEACHER_ASSET}", f"data={shapes_data}", arg]) == 2
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("run.py: probe: ") and says in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_resuming_a_run_that_never_saved_says_so(shapes_data, tmp_path, monkeypatch, capfd):
     """A run killed before the end of its first epoch leaves its folder (args.yaml, ikd.yaml, an empty weights/):
     resume= on its last.pt says that the run never saved a checkpoint and is to be started again."""

@@ -111,11 +111,15 @@ def _quiet():
 
 
 def _radii(value: Any) -> list[float]:
+    problem = UserError(f"probe: radii must be positive numbers, e.g. radii=8,16,32, got {value}")
     if isinstance(value, str):
         value = [v for v in value.replace(" ", "").split(",") if v]
-    values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    try:
+        values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    except (TypeError, ValueError):
+        raise problem from None
     if not values or any(v <= 0 for v in values):
-        raise UserError(f"probe: radii must be positive numbers, e.g. radii=8,16,32, got {value!r}")
+        raise problem
     return sorted(set(values))
 
 
@@ -155,6 +159,9 @@ def run_probe(
     imgsz = int(imgsz or yolos[list(models)[-1]].overrides.get("imgsz") or 640)
     with reading(f"probe: data={data}", DATA_FIX):
         data_dict = check_det_dataset(str(data))
+    if not data_dict.get(split):
+        have = ", ".join(k for k in ("train", "val", "test") if data_dict.get(k))
+        raise UserError(f"probe: split={split}: data={data} has no such split (it has {have}); add it to the yaml")
     images = split_images(data_dict, split)
     if max_images and max_images > 0:
         images = images[: int(max_images)]
