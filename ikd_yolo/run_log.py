@@ -1,7 +1,7 @@
 """What an IKD run says in its log (rank 0), and the settings it writes next to its weights (``ikd.yaml``).
 
 The trainer (:mod:`ikd_yolo.trainer`) decides when; each function here says one thing: the settings line, a warning
-when the adversarial term has no epoch to act in, the term switching on or off, Ultralytics' freezing lines for the
+when the adversarial term has no batch to act in, the term switching on or off, Ultralytics' freezing lines for the
 teacher folded into one, and what an epoch did (the frequency branches, the calibrated gains, a KD term dominating
 the detection loss, attacks that were not finite).
 """
@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 from ultralytics.utils import LOGGER, colorstr
 
+from .schedule import first_kd_batch
+
 PREFIX = colorstr("IKD: ")
 
 
@@ -23,15 +25,19 @@ def log_settings(ikd, teacher: str, save_dir: Path) -> None:
     LOGGER.info(f"{PREFIX}teacher={teacher} " + ", ".join(f"{k}={v}" for k, v in ikd.to_dict().items()))
 
 
-def warn_idle_adversarial_term(ikd, epochs: int, on: int) -> None:
-    """Say so when the adversarial term is on but a short run leaves it no epoch to act in: it is on in the first
-    ``on`` epochs (``adv_epochs``, before the close_mosaic ones), and the KD terms act after ``kd_warmup_epochs``."""
-    warmup = ikd.kd_warmup_epochs
-    if ikd.adv_aug and ikd.adv_weight > 0 and on <= warmup:
+def warn_idle_adversarial_term(ikd, epochs: int, on: int, batches_per_epoch: int, feature_term: bool) -> None:
+    """Say so when the adversarial term is on but a short run leaves it no batch to act in: it is on in the first
+    ``on`` epochs (``adv_epochs``, before the close_mosaic ones), and the KD terms act only after the projector
+    warm-up (``kd_warmup_epochs``) and the ``kd_balance`` calibration (``kd_balance_batches``)."""
+    calibration = ikd.kd_balance_batches if ikd.kd_balance > 0 else 0
+    first = first_kd_batch(batches_per_epoch, ikd.kd_warmup_epochs, calibration, feature_term)
+    if ikd.adv_aug and ikd.adv_weight > 0 and on * batches_per_epoch < first:
         LOGGER.warning(
-            f"{PREFIX}the adversarial term never acts in this {epochs}-epoch run: it is on for the first "
-            f"{on} epoch(s) (adv_epochs={ikd.adv_epochs:g}, before the close_mosaic epochs) and the KD terms "
-            f"start after kd_warmup_epochs={warmup:g}: train longer, raise adv_epochs, or lower kd_warmup_epochs"
+            f"{PREFIX}the adversarial term never acts in this {epochs}-epoch run: it is on for the first {on} "
+            f"epoch(s), {on * batches_per_epoch} batch(es) (adv_epochs={ikd.adv_epochs:g}, before the close_mosaic "
+            f"epochs), and the KD terms first act at batch {first}, after kd_warmup_epochs={ikd.kd_warmup_epochs:g}"
+            f" and {calibration} kd_balance calibration batch(es): train longer, raise adv_epochs, or lower "
+            "kd_warmup_epochs or kd_balance_batches"
         )
 
 

@@ -52,6 +52,14 @@ def in_projector_warmup(progress: float, warmup: float) -> bool:
     return warmup > 0 and progress <= warmup + 1e-9
 
 
+def first_kd_batch(batches_per_epoch: int, warmup: float, calibration_batches: int, feature_term: bool) -> int:
+    """The training batch (1-based) at which the KD terms first act on the student: after the projector warm-up and
+    the ``kd_balance`` calibration (``calibration_batches``, 0 without it), which follows the warm-up when there is a
+    feature term and otherwise starts with training, beside it."""
+    warm = math.floor(warmup * batches_per_epoch + 1e-9) if warmup > 0 else 0
+    return (warm + calibration_batches if feature_term else max(warm, calibration_batches)) + 1
+
+
 def kd_stop_epoch(epochs: int, close_mosaic: int, close_mosaic_off: bool) -> int:
     """The number of epochs, from the first, in which the KD terms act."""
     if close_mosaic_off and 0 < close_mosaic < epochs:

@@ -106,8 +106,6 @@ class IKDTrainer(DetectionTrainer):
             # of every node, not the length of this node's device list, which Ultralytics would take
             self.world_size = int(os.environ["WORLD_SIZE"])
         if RANK in {-1, 0}:
-            on = min(self.adversarial_epochs(), self.kd_epochs())  # the epochs the adversarial term is on
-            warn_idle_adversarial_term(self.ikd, self.epochs, on)
             log_settings(self.ikd, self.args.distill_model, self.save_dir)
 
     def setup_model(self):
@@ -149,12 +147,17 @@ class IKDTrainer(DetectionTrainer):
             self._on_setup_end()
 
     def _on_setup_end(self) -> None:
-        """The teacher's freezing in one log line; with ``kd_labels`` on the teacher then refines the
+        """The teacher's freezing in one log line, and a warning if the adversarial term would never act (the loader's
+        batches per epoch are known now); with ``kd_labels`` on the teacher then refines the
         training set's labels once, in memory (under DDP each rank runs it on its share of the images and the ranks
         exchange the labels, so every rank's copy of the dataset is refined alike), the loader restarts so that its
         workers see them, and labels.jpg is drawn from them."""
         if self._teacher_frozen and RANK in {-1, 0}:
             LOGGER.info(f"{PREFIX}teacher frozen ({len(self._teacher_frozen)} parameter tensors)")
+        if RANK in {-1, 0} and self.start_epoch == 0:
+            on = min(self.adversarial_epochs(), self.kd_epochs())  # the epochs the adversarial term is on
+            feature_term = unwrap_model(self.model).feature_term_on
+            warn_idle_adversarial_term(self.ikd, self.epochs, on, len(self.train_loader), feature_term)
         if not self.refines_dataset():
             return
         start = time.time()

@@ -9,7 +9,7 @@ from ikd_yolo.config import IKDConfig
 from ikd_yolo.kd_losses import build_kd_module, pkd_loss
 from ikd_yolo.model import KD_TERMS
 from ikd_yolo.response_kd import bckd_loss, ld_loss, soft_positive_weight
-from ikd_yolo.schedule import grad_norm, in_projector_warmup, kd_scale, kd_stop_epoch
+from ikd_yolo.schedule import first_kd_batch, grad_norm, in_projector_warmup, kd_scale, kd_stop_epoch
 
 from . import helpers
 from .helpers import SOFT, det_batch
@@ -226,6 +226,11 @@ def test_schedule_warms_the_projector_up_decays_on_a_cosine_and_stops():
     assert all(0.1 - 1e-9 <= v <= 1 for v in values) and values == sorted(values, reverse=True)
     assert kd_scale(0.01, stop=10, warmup=0.0, final=0.1) == pytest.approx(1.0, abs=1e-4)  # no warm-up
     assert not in_projector_warmup(0.01, 0.0)
+    # the first batch the KD terms act in: after the warm-up's batches and kd_balance's calibration, which follows
+    # the warm-up with a feature term (it calibrates the projected features) and runs beside it without one
+    assert first_kd_batch(10, 1.0, 4, feature_term=False) == 11 and first_kd_batch(10, 1.0, 4, True) == 15
+    assert first_kd_batch(1, 1.0, 4, feature_term=False) == 5  # one batch per epoch: the calibration outlasts it
+    assert first_kd_batch(3, 0.5, 0, feature_term=True) == 2 and first_kd_batch(10, 0.0, 0, False) == 1
 
 
 @pytest.mark.slow

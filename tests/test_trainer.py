@@ -224,10 +224,12 @@ def test_resume_continues_the_run_it_names(form, shapes_data, tmp_path, monkeypa
     assert saved["adv_epochs"] == 0.67 and saved["freq_noise_p"] == 0.9 and "kd_gains" in saved
 
 
-@pytest.mark.parametrize("warmup", [1.0, 0.0])
-def test_a_run_too_short_for_the_adversarial_term_says_so(shapes_data, tmp_path, warmup):
-    """epochs=2 with the defaults: the term is on in epoch 1 only (adv_epochs 0.667), which is the warm-up, so it
-    never acts, and the log says so; without the warm-up it acts in epoch 1 and nothing is said."""
+@pytest.mark.parametrize("warmup, calibration, said", [(1.0, 1, True), (0.0, 1, False), (0.0, 3, True)])
+def test_a_run_too_short_for_the_adversarial_term_says_so(shapes_data, tmp_path, warmup, calibration, said):
+    """epochs=2 of 2 batches with the defaults: the term is on in epoch 1 only (adv_epochs 0.667), which is the
+    warm-up, so it never acts, and the log says so; without the warm-up it acts from batch 2, after one calibration
+    batch, and nothing is said; three calibration batches outlast epoch 1 again. The log tells the truth: the
+    results' adv_loss column is 0 exactly when the warning is given."""
     import logging
 
     from ultralytics.utils import LOGGER
@@ -236,12 +238,15 @@ def test_a_run_too_short_for_the_adversarial_term_says_so(shapes_data, tmp_path,
     handler = logging.Handler()
     handler.emit = records.append
     LOGGER.addHandler(handler)
+    run = dict(epochs=2, close_mosaic=0, kd_warmup_epochs=warmup, kd_balance_batches=calibration, name="short")
     try:
-        helpers.trainer(tmp_path, data=shapes_data, epochs=2, close_mosaic=0, kd_warmup_epochs=warmup)
+        helpers.trainer(tmp_path, data=shapes_data, **run).train()
     finally:
         LOGGER.removeHandler(handler)
-    said = [r.getMessage() for r in records if "never acts" in r.getMessage()]
-    assert len(said) == (1 if warmup else 0), said
+    warned = [r.getMessage() for r in records if "never acts" in r.getMessage()]
+    assert len(warned) == int(said), warned
+    adv = [row["train/adv_loss"] for row in read_results(tmp_path / "short")]
+    assert (max(adv) == 0) == said, adv
 
 
 @pytest.mark.parametrize("existing", [False, True])
