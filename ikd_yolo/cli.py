@@ -55,6 +55,8 @@ def apply_cfg_file(overrides: dict) -> dict:
         raise UserError(f"cfg={path} holds no key: value pairs: write one train argument per line, e.g. epochs: 100")
     # cfg: (yolo copy-cfg writes it) is skipped as Ultralytics skips it; kd_gains: a run's ikd.yaml records them
     loaded = {str(k): v for k, v in loaded.items() if k not in {"cfg", "kd_gains"}}
+    if "names" in loaded and ("train" in loaded or "val" in loaded):
+        raise UserError(f"cfg={path} is a data yaml (it has names: and train:/val:): pass it as data={path}")
     for key in loaded:
         check_key(key, TRAIN_KEYS, f"cfg={path}: unknown argument '{key}'")
     from_file = {k: v for k, v in loaded.items() if v is not None}

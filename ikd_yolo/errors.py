@@ -55,6 +55,8 @@ def problem(e: BaseException) -> str:
     """What went wrong, on one line: the exception's first line without Ultralytics' emoji and 'ERROR' prefix, with
     the line and column of a yaml syntax error (given on the lines after the first)."""
     text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    if isinstance(e, KeyError) and text and " " not in text:  # a bare key name: the key the input lacks
+        text = f"missing key '{text}'"
     line = re.sub(r"^ERROR\s*|[❌️⚠✅]", "", first_line(text)).strip()
     where = re.search(r"line \d+, column \d+", text)
     if where and where.group(0) not in line:

@@ -63,6 +63,7 @@ CASES = {
     "missing teacher": (["teacher=nowhere.pt", M], "no such file"),
     "autobatch": ([T, M, "batch=-1"], "batch=16"),
     "unknown model yaml": ([T, "model=yolov8zz.yaml"], "no such model yaml"),
+    "model yaml without backbone": ([T, f"model={ROOT / 'cfg' / 'ikd.yaml'}"], "missing key 'backbone'"),
     "missing student weights": ([T, "model=nowhere.pt"], "no such file"),
     "stride mismatch": ([T, "model=yolov8n-p2.yaml"], "strides [4, 8, 16, 32]"),
     "engine on cpu": ([T, M, "device=cpu", "export=engine"], "needs a CUDA GPU"),
@@ -221,6 +222,7 @@ def test_cfg_file_is_read_under_the_command_line(shapes_data, tmp_path, monkeypa
         ("adv_eps: 999\n", "adv_eps=999"),
         ("adv_stps: 2\n", "did you mean adv_steps="),
         ("- epochs\n", "no key: value pairs"),
+        ("path: .\ntrain: images/train\nval: images/val\nnames: {0: a}\n", "is a data yaml"),  # data= meant
     ):
         f.write_text(text)
         assert main([*base, f"cfg={f}"]) == 2
