@@ -27,7 +27,7 @@ USAGE = """usage: python run.py data=DATA.yaml teacher=TEACHER.pt model=STUDENT.
                                      (does distillation pay on this data? arms x seeds, paired; compare --help)
        python run.py probe model=STUDENT.pt [teacher=TEACHER.pt] data=DATA.yaml [radii=8,16,32,64] ...
                                      (frequency probe: AP by object size on low-/high-pass images; probe --help)
-       python run.py --help
+       python run.py --help          (python run.py --version: ikd_yolo's, Ultralytics' and torch's versions)
 
 Any Ultralytics train argument works (epochs, imgsz, batch, device=0 or device=0,1, project, name, resume, amp, ...);
 teacher= is the trained teacher checkpoint (Ultralytics' distill_model=), model= the student.
@@ -169,6 +169,9 @@ def _dispatch(argv: list[str]) -> int:
     if any(a in {"-h", "--help", "help"} for a in argv):
         print(help_text())
         return 0
+    if argv in (["--version"], ["version"]):
+        print(versions())
+        return 0
     if not argv:
         from .demo import run_demo
 
@@ -176,6 +179,16 @@ def _dispatch(argv: list[str]) -> int:
         return 0
     train(parse_args(argv))
     return 0
+
+
+def versions() -> str:
+    """ikd_yolo's version and those of the stack it runs on (what a bug report needs)."""
+    import torch
+    import ultralytics
+
+    from . import __version__
+
+    return f"ikd_yolo {__version__} (ultralytics {ultralytics.__version__}, torch {torch.__version__})"
 
 
 def entrypoint() -> None:

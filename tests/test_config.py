@@ -87,6 +87,17 @@ def test_help_lists_every_ikd_key_with_its_default(capsys):
     assert out.strip() == help_text().strip()
 
 
+def test_version_names_the_package_and_its_stack(capsys):
+    """--version prints the installed package's version (pyproject's, the same as ikd_yolo.__version__)."""
+    from importlib.metadata import version
+
+    from ikd_yolo import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"ikd_yolo {__version__} (ultralytics ")
+    assert version("ikd_yolo") == __version__
+
+
 def test_cli_rejects_tokens_that_are_not_key_value(capsys):
     assert main(["data", "x.yaml"]) == 2
     assert "not key=value" in capsys.readouterr().err
