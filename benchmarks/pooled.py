@@ -41,7 +41,7 @@ def pooled(files: list[Path], arm: str, ref: str, regime: str | None = None) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", type=Path, help="results jsons of one regime")
+    p.add_argument("files", nargs="+", type=Path, help="results jsons (of one regime, or read at --regime)")
     p.add_argument("--pairs", action="append", help="ARM:REF,... (repeatable; default kd:none,ikd:none,ikd:kd)")
     p.add_argument("--regime", help="the regime read from each file (default: each file's first)")
     a = p.parse_args()
