@@ -80,6 +80,7 @@ def main(out: str) -> None:
         }
         with open(out, "w") as f:
             json.dump(result, f)
+    dist.barrier()  # no rank tears gloo down while another still sends (a rare SIGABRT at exit otherwise)
     dist.destroy_process_group()
 
 
