@@ -19,6 +19,12 @@ from .helpers import IKD_FAST, IMGSZ, PICO, ROOT, read_results, run_python
 pytestmark = pytest.mark.slow  # each test trains in a process of its own
 
 
+def sigint_on() -> None:
+    """In the child, SIGINT back to its default: a suite started in the background (`&`, nohup) ignores it, and a
+    Python that starts with SIGINT ignored never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_run(shapes_data, teacher_pt, project: Path, **extra) -> subprocess.Popen:
     """python run.py for 30 epochs (far more than the test waits for), one checkpoint per epoch kept; its stderr goes
     to project/../stderr.txt (read by :func:`finish`), its stdout nowhere."""
@@ -26,7 +32,7 @@ def start_run(shapes_data, teacher_pt, project: Path, **extra) -> subprocess.Pop
     argv = [f"{k}={v}" for k, v in args.items()] + [f"project={project}", "name=run", "save_period=1"]
     with open(project.parent / "stderr.txt", "wb") as err:
         cmd = [sys.executable, str(ROOT / "run.py"), *argv]
-        return subprocess.Popen(cmd, cwd=project.parent, stdout=subprocess.DEVNULL, stderr=err)
+        return subprocess.Popen(cmd, cwd=project.parent, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=sigint_on)
 
 
 def finish(proc: subprocess.Popen, project: Path) -> list[str]:
