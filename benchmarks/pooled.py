@@ -5,9 +5,9 @@ give one interval over all their seeds.
     python benchmarks/pooled.py benchmarks/results/textured-annotator-typical.json \\
         benchmarks/results/textured-fresh-annotator-typical.json --pairs kd:none,ikd:none,ikd:kd,kd:native:dis=0.5
 
-Each file is a results json of ``run_benchmark.py``: its first regime is read, or the one ``--regime`` names (a file
-of ``--all-regimes`` holds them all). Prints one markdown row per pair: the pooled mean difference in mAP50-95 points
-with its 95 % t interval and the pairs won, then each file's mean.
+Each file is a results json of ``run_benchmark.py``: its first regime is read, or the ones ``--regime`` names (a file
+of ``--all-regimes`` holds them all; ``--regime a,b`` prints one block of rows per regime). Prints one markdown row per
+pair: the pooled mean difference in mAP50-95 points with its 95 % t interval and the pairs won, then each file's mean.
 """
 
 from __future__ import annotations
@@ -43,18 +43,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, help="results jsons (of one regime, or read at --regime)")
     p.add_argument("--pairs", action="append", help="ARM:REF,... (repeatable; default kd:none,ikd:none,ikd:kd)")
-    p.add_argument("--regime", help="the regime read from each file (default: each file's first)")
+    p.add_argument("--regime", help="the regime(s) read from each file, comma-separated (default: each file's first)")
     a = p.parse_args()
-    print("| arm − ref | pairs | Δ pooled (95 % CI), pairs won | Δ per file |")
-    print("|---|---|---|---|")
-    names = arms_by_seed(a.files[0], a.regime)
-    for pair in ",".join(a.pairs or ["kd:none,ikd:none,ikd:kd"]).split(","):
-        parts = pair.split(":")  # arm names hold colons too (native:dis=0.5): split where both sides are arms
-        cuts = [(":".join(parts[:i]), ":".join(parts[i:])) for i in range(1, len(parts))]
-        arm, ref = next((c for c in cuts if c[0] in names and c[1] in names), cuts[0] if cuts else (pair, ""))
-        d, per_file = pooled(a.files, arm, ref, a.regime)
-        files = ", ".join(f"{f.mean:+.2f}" for f in per_file)
-        print(f"| {arm} − {ref} | {d.n} | {d.mean:+.2f} ({d.low:+.2f} … {d.high:+.2f}), {d.wins}/{d.n} | {files} |")
+    regimes = a.regime.split(",") if a.regime else [None]
+    named = len(regimes) > 1  # several regimes: a first column names each row's
+    print(("| regime " if named else "") + "| arm − ref | pairs | Δ pooled (95 % CI), pairs won | Δ per file |")
+    print(("|---" if named else "") + "|---|---|---|---|")
+    for regime in regimes:
+        names = arms_by_seed(a.files[0], regime)
+        for pair in ",".join(a.pairs or ["kd:none,ikd:none,ikd:kd"]).split(","):
+            parts = pair.split(":")  # arm names hold colons too (native:dis=0.5): split where both sides are arms
+            cuts = [(":".join(parts[:i]), ":".join(parts[i:])) for i in range(1, len(parts))]
+            arm, ref = next((c for c in cuts if c[0] in names and c[1] in names), cuts[0] if cuts else (pair, ""))
+            d, per_file = pooled(a.files, arm, ref, regime)
+            files = ", ".join(f"{f.mean:+.2f}" for f in per_file)
+            row = f"| {arm} − {ref} | {d.n} | {d.mean:+.2f} ({d.low:+.2f} … {d.high:+.2f}), {d.wins}/{d.n} | {files} |"
+            print((f"| {regime} " if named else "") + row)
 
 
 if __name__ == "__main__":
