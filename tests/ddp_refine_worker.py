@@ -35,5 +35,5 @@ if __name__ == "__main__":
         json.dump(
             {"labels": labels, "stats": stats, "teacher_images": forwards, "world_size": dist.get_world_size()}, f
         )
-    dist.barrier()  # no rank tears gloo down while another still sends (a rare SIGABRT at exit otherwise)
+    dist.barrier()  # no rank tears gloo down while the other may still send (a CI run saw a rank abort at exit)
     dist.destroy_process_group()

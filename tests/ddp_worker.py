@@ -80,7 +80,7 @@ def main(out: str) -> None:
         }
         with open(out, "w") as f:
             json.dump(result, f)
-    dist.barrier()  # no rank tears gloo down while another still sends (a rare SIGABRT at exit otherwise)
+    dist.barrier()  # no rank tears gloo down while the other may still send (a CI run saw a rank abort at exit)
     dist.destroy_process_group()
 
 
