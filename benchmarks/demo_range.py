@@ -5,10 +5,12 @@
 The demo's data and teacher stay as they are; the seed of both students' training (the demo's ``COMMON["seed"]``,
 0 in ``python run.py``) changes. On one machine each seed repeats exactly; another machine, or other versions of
 torch and Ultralytics, gives other figures, and the spread over seeds shows how far they can fall. Each run trains
-in a fresh temporary folder; the results (mAP50-95 and mAP50 of both students per seed) go to ``--out``.
+in a fresh temporary folder; the results (mAP50-95 and mAP50 of both students per seed, with the machine, the date and
+the commit) go to ``--out``.
 """
 
 import argparse
+import datetime
 import json
 import os
 import tempfile
@@ -17,6 +19,8 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from ikd_yolo import demo  # noqa: E402
+from ikd_yolo.tools.compare.report import machine  # noqa: E402
+from ikd_yolo.tools.compare.runs import provenance  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,5 +43,6 @@ if __name__ == "__main__":
         for name in (plain, ikd)
     }
     summary["ikd_above_plain"] = sum(r[ikd]["map50_95"] > r[plain]["map50_95"] for r in runs)
-    Path(args.out).write_text(json.dumps({"runs": runs, "range": summary}, indent=1) + "\n")
+    where = {"machine": machine(), "date": datetime.date.today().isoformat(), "ikd_yolo": provenance()}
+    Path(args.out).write_text(json.dumps({**where, "runs": runs, "range": summary}, indent=1) + "\n")
     print(json.dumps(summary))
