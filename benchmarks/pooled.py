@@ -39,6 +39,13 @@ def pooled(files: list[Path], arm: str, ref: str, regime: str | None = None) -> 
     return paired(arm, keyed[0], ref, keyed[1]), [paired(arm, s[arm], ref, s[ref]) for s in scores]
 
 
+def split_pair(pair: str, names) -> tuple[str, str]:
+    """``ARM:REF`` as (arm, ref); arm names hold colons too (native:dis=0.5), so split where both sides are arms."""
+    parts = pair.split(":")
+    cuts = [(":".join(parts[:i]), ":".join(parts[i:])) for i in range(1, len(parts))]
+    return next((c for c in cuts if c[0] in names and c[1] in names), cuts[0] if cuts else (pair, ""))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, help="results jsons (of one regime, or read at --regime)")
@@ -52,9 +59,7 @@ def main() -> None:
     for regime in regimes:
         names = arms_by_seed(a.files[0], regime)
         for pair in ",".join(a.pairs or ["kd:none,ikd:none,ikd:kd"]).split(","):
-            parts = pair.split(":")  # arm names hold colons too (native:dis=0.5): split where both sides are arms
-            cuts = [(":".join(parts[:i]), ":".join(parts[i:])) for i in range(1, len(parts))]
-            arm, ref = next((c for c in cuts if c[0] in names and c[1] in names), cuts[0] if cuts else (pair, ""))
+            arm, ref = split_pair(pair, names)
             d, per_file = pooled(a.files, arm, ref, regime)
             files = ", ".join(f"{f.mean:+.2f}" for f in per_file)
             row = f"| {arm} − {ref} | {d.n} | {d.mean:+.2f} ({d.low:+.2f} … {d.high:+.2f}), {d.wins}/{d.n} | {files} |"
