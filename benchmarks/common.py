@@ -6,23 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
+from ikd_yolo.tools.compare.report import machine  # noqa: E402, F401  (one machine name for compare and the scripts)
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "cache" / "bench"
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
-    return f"{cpu}, {os.cpu_count()} CPU cores, no GPU"
 
 
 def shown(path: str | Path) -> str:
