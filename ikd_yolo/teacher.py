@@ -34,8 +34,8 @@ def resolve_teacher_path(teacher: str | Path | None) -> Path:
     path = Path(str(teacher)).expanduser()
     if path.suffix in {".yaml", ".yml"}:
         raise TeacherError(
-            f"teacher={teacher} is a model definition, not trained weights: a teacher must be a trained .pt "
-            "checkpoint (train one with 'yolo train model=... data=...' and pass its weights/best.pt)."
+            f"teacher={teacher} is a yaml file (a model or data definition), not trained weights: a teacher must be a "
+            "trained .pt checkpoint (train one with 'yolo train model=... data=...' and pass its weights/best.pt)."
         )
     if path.suffix != ".pt":
         raise TeacherError(f"teacher={teacher} is not a PyTorch checkpoint: pass the teacher's .pt file.")

@@ -45,6 +45,7 @@ def test_no_teacher(shapes_data, tmp_path):
 
 def test_yaml_teacher(shapes_data, tmp_path):
     refused(shapes_data, "yolov8s.yaml", tmp_path, "not trained weights")
+    refused(shapes_data, shapes_data, tmp_path, "a yaml file", "not trained weights")  # a data yaml given as teacher
 
 
 def test_unreadable_file(shapes_data, tmp_path):
