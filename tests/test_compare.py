@@ -11,6 +11,7 @@ import pytest
 
 from ikd_yolo.cli import main
 from ikd_yolo.tools.compare.arms import parse_arms
+from ikd_yolo.tools.compare.schedule import time_left
 from ikd_yolo.tools.compare.stats import paired, recommendation, verdict
 
 from .helpers import PICO
@@ -37,6 +38,17 @@ def test_a_shown_gain_is_kept_and_recommended():
     assert recommendation({"kd": p}, {"kd": 0.52}).startswith("recommendation: kd")
     q = paired("ikd", {0: 0.50, 1: 0.50, 2: 0.50}, "none", {0: 0.51, 1: 0.52, 2: 0.515})
     assert verdict(q).endswith("do not use it")
+
+
+def test_time_left_is_known_once_a_running_run_has_an_epoch():
+    # two slots, 10 epochs; before any epoch: unknown
+    assert time_left([("none", 0, 0.0)], ["ikd"], {}, 10, 2) is None
+    # a running none at 4 s/epoch, 4 epochs in: the pending ikd run, no run of its arm yet, goes at that pace
+    assert time_left([("none", 4, 16.0)], ["ikd"], {}, 10, 2) == pytest.approx((6 * 4 + 10 * 4) / 2)
+    # a finished ikd run (9 s/epoch) sets its arm's pace for a pending ikd run; a running run goes at its own pace
+    # (8 s/epoch); a pending arm seen nowhere goes at the mean of every pace (8.5)
+    left = time_left([("ikd", 5, 40.0)], ["ikd", "none"], {"ikd": [9.0]}, 10, 1)
+    assert left == pytest.approx(5 * 8 + 10 * 9 + 10 * 8.5)
 
 
 def test_arms_with_settings():

@@ -71,21 +71,11 @@ class Scheduler:
             else:
                 self.per_arm.setdefault(arm.name, []).append(record["epoch_time_s"])
 
-    def seconds_per_epoch(self, arm: Arm) -> float | None:
-        mine = self.per_arm.get(arm.name) or [v for vals in self.per_arm.values() for v in vals]
-        return statistics.fmean(mine) if mine else None
-
     def seconds_left(self) -> float | None:
-        """The epochs still to train of every running and pending run, at their arm's pace, over the slots."""
-        total = 0.0
-        runs = [(a, s, True) for a, s, _ in self.running.values()] + [(a, s, False) for a, s in self.todo]
-        for arm, seed, running in runs:
-            done, spent = epochs_done(self.setup.run_dir(arm, seed)) if running else (0, 0.0)
-            per = spent / done if done else self.seconds_per_epoch(arm)
-            if per is None:
-                return None
-            total += per * (self.epochs - done)
-        return total / len(self.slots)
+        """The time left for the whole comparison (:func:`time_left`), from the running runs' results.csv."""
+        running = [(a.name, *epochs_done(self.setup.run_dir(a, s))) for a, s, _ in self.running.values()]
+        pending = [a.name for a, _ in self.todo]
+        return time_left(running, pending, self.per_arm, self.epochs, len(self.slots))
 
     def progress_line(self) -> str:
         arm, seed, _ = next(iter(self.running.values()))
@@ -108,6 +98,30 @@ class Scheduler:
             time.sleep(0.5)
         if self.failed:
             raise UserError(f"compare: {self.failed[0]}; fix it and rerun the same command (finished runs are kept)")
+
+
+def time_left(running, pending, finished: dict, epochs: int, slots: int) -> float | None:
+    """Seconds until every run has trained ``epochs`` epochs on ``slots`` slots: ``running`` is (arm, epochs done,
+    seconds spent) of each running run, ``pending`` the arms of the runs not started, ``finished`` the seconds per
+    epoch of the finished runs by arm. A run that has not finished an epoch goes at its arm's pace: its finished
+    runs', else its running runs', else that of every run so far; None before any run has finished an epoch."""
+    now: dict[str, list[float]] = {}
+    for arm, done, spent in running:
+        if done:
+            now.setdefault(arm, []).append(spent / done)
+    every = [v for paces in (*finished.values(), *now.values()) for v in paces]
+
+    def pace(arm: str) -> float | None:
+        seen = finished.get(arm) or now.get(arm) or every
+        return statistics.fmean(seen) if seen else None
+
+    total = 0.0
+    for arm, done, spent in [*running, *((a, 0, 0.0) for a in pending)]:
+        per = spent / done if done else pace(arm)
+        if per is None:
+            return None
+        total += per * (epochs - done)
+    return total / slots
 
 
 def run_pending(setup: Setup) -> None:
