@@ -6,13 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+# this checkout's package, in the script and in the runs compare starts, whichever checkout pip installed
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 from ikd_yolo.tools.compare.report import machine  # noqa: E402, F401  (one machine name for compare and the scripts)
 
-ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "cache" / "bench"
 RESULTS = ROOT / "benchmarks" / "results"
 
