@@ -13,16 +13,14 @@ import os
 import platform
 import time
 
+import albumentations as A
+import common  # noqa: F401  (this checkout's ikd_yolo, offline)
 import numpy as np
+import torch
+from ultralytics.data.augment import Albumentations
+from ultralytics.utils.instance import Instances
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
-
-import albumentations as A  # noqa: E402
-import torch  # noqa: E402
-from ultralytics.data.augment import Albumentations  # noqa: E402
-from ultralytics.utils.instance import Instances  # noqa: E402
-
-from ikd_yolo.frequency import SizeAwareFrequencyAug  # noqa: E402
+from ikd_yolo.frequency import SizeAwareFrequencyAug
 
 
 def median_ms(wrapper, img, boxes, n):

@@ -35,8 +35,7 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 import common  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = common.ROOT
 
 from ikd_yolo.config import IKDConfig  # noqa: E402
 from ikd_yolo.demo import STUDENT_CFG, TEACHER_ASSET  # noqa: E402

@@ -12,15 +12,13 @@ the commit) go to ``--out``.
 import argparse
 import datetime
 import json
-import os
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+from common import machine  # this checkout's ikd_yolo, offline
 
-from ikd_yolo import demo  # noqa: E402
-from ikd_yolo.tools.compare.report import machine  # noqa: E402
-from ikd_yolo.tools.compare.runs import provenance  # noqa: E402
+from ikd_yolo import demo
+from ikd_yolo.tools.compare.runs import provenance
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -7,14 +7,13 @@ stripped best.pt to ikd_yolo/assets/demo_teacher.pt, printing its validation mAP
 """
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+import common  # noqa: F401  (this checkout's ikd_yolo, offline)
 
-from ikd_yolo.demo import DEMO_DATA, TEACHER_ASSET, TEACHER_EPOCHS, train_demo_teacher  # noqa: E402
-from ikd_yolo.demo.shapes import make_shapes_dataset  # noqa: E402
+from ikd_yolo.demo import DEMO_DATA, TEACHER_ASSET, TEACHER_EPOCHS, train_demo_teacher
+from ikd_yolo.demo.shapes import make_shapes_dataset
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

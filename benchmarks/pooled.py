@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+import common  # noqa: F401  (this checkout's ikd_yolo)
+
 from ikd_yolo.tools.compare.report import by_seed
 from ikd_yolo.tools.compare.stats import Paired, paired
 

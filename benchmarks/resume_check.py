@@ -13,13 +13,11 @@ one-go training, and the same for a second one-go training (the machine's own re
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import common  # noqa: E402
+import common
+from common import ROOT
 
 
 def weights(path: Path) -> dict:

@@ -14,6 +14,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import common  # noqa: F401  (this checkout's ikd_yolo)
+
 from ikd_yolo.tools.compare.runs import RUN_FILE
 
 
