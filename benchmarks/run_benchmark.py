@@ -8,6 +8,8 @@ scale); the arms, seeds, cache, scoring, table and JSON come from ``compare`` (`
     python benchmarks/run_benchmark.py --scale full                         # the flat-shape benchmark of before
     python benchmarks/run_benchmark.py --scale textured-gpu --all-regimes   # one NVIDIA GPU (device 0)
     python benchmarks/run_benchmark.py --scale textured --smoke --all-regimes   # a dry run at a tiny size
+    python benchmarks/run_benchmark.py --scale textured --imgsz 320 --regime annotator-none arms=none,none+freq
+                                  # the data at 320 px; arms without a teacher term, so no teacher is trained
 
 Anything after the options is a ``compare`` argument (``arms=``, ``seeds=``, ``split=``, IKD keys for every IKD arm,
 train arguments): the scale gives the data, teacher, student, epochs, image size and batch. Each regime's runs live
@@ -275,22 +277,36 @@ def prepare(scale: dict, where: Path, names: list[str], device: str) -> None:
 def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, extra: dict) -> dict:
     """Prepare one regime and compare its arms through ``compare``; return the compare summary."""
     from ikd_yolo.tools.compare import compare
+    from ikd_yolo.tools.compare.arms import DEFAULT_ARMS, parse_arms
 
     labels = regime.split("-")[0] if scale.get("textured") else None
     data = make_data(scale, where, scale["data"], labels)
-    prepare(scale, where, [regime], device)
-    weights = teacher(scale, where, regime, device)
-    init = student(scale, where, device)
-    kwargs = dict(data=str(data), teacher=str(weights), model=str(init), seeds=scale["seeds"], device=slots(device))
+    kwargs = dict(data=str(data), seeds=scale["seeds"], device=slots(device))
     if scale.get("textured"):
         kwargs.update(
             HEADLINE_ARMS if regime == HEADLINE else OTHER_ARMS, **({"seeds": 1} if scale.get("smoke") else {})
         )
+    # only what the runs need: no pretrained student for model= given here, and no regime's teacher where no arm has a
+    # teacher term (none, none+freq): IKDTrainer (none+freq) still loads one, so a 1-epoch placeholder, never run
+    bases = {a.base for a in parse_arms(extra.get("arms", kwargs.get("arms", DEFAULT_ARMS)))}
+    needs_teacher = not bases <= {"none", "none+freq"}
+    if needs_teacher or "model" not in extra:
+        prepare(scale, where, [regime] if needs_teacher else [], device)
+    if needs_teacher:
+        kwargs["teacher"] = str(teacher(scale, where, regime, device))
+    elif "none+freq" in bases:
+        args = dict(epochs=1, imgsz=scale["data"]["imgsz"], batch=16, val=False)
+        kwargs["teacher"] = str(train_cached(where.name, f"placeholder-{labels}", "yolov8n.yaml", data, device, **args))
+    if "model" not in extra:
+        kwargs["model"] = str(student(scale, where, device))
     # the generated data's size buckets: COCO's 32^2 and 96^2 px at 640^2, as fractions of the image
     kwargs.update(scale["train"], small_area=0.0025, medium_area=0.09, deterministic=False, plots=False, workers=2)
     kwargs.update(extra, project=str(where), name=regime + (f"-{tag}" if tag else ""), exist_ok=True)
     command = f"python benchmarks/run_benchmark.py {' '.join(sys.argv[1:])}"
-    return compare(command, **kwargs)
+    summary = compare(command, **kwargs)
+    if not needs_teacher and summary["teacher"]:
+        summary["teacher"]["placeholder"] = True  # for the record: no arm used it
+    return summary
 
 
 def slots(device: str) -> str:
@@ -306,10 +322,11 @@ def slots(device: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=sorted(SCALES), default="textured")
-    p.add_argument("--regime", help="one regime (default: the scale's headline)")
+    p.add_argument("--regime", help="one regime (default: the scale's headline; LABELS-none: arms without a teacher)")
     p.add_argument("--all-regimes", action="store_true", help="every regime, into results/<scale>.json")
     p.add_argument("--tag", default="", help="a suffix for the regime's compare folder (e.g. other epochs)")
     p.add_argument("--device", help="override the scale's device (cpu, 0, 0,1, ...)")
+    p.add_argument("--imgsz", type=int, help="a textured scale's images and runs at this size (own cache folder)")
     p.add_argument("--prepare-only", action="store_true", help="only the data, teachers and pretrained student")
     p.add_argument("--smoke", action="store_true", help="the scale end to end at a tiny size (own cache folder)")
     p.add_argument("--render", metavar="RESULTS_JSON", help="only write BENCHMARKS.md's block of a results json")
@@ -326,7 +343,10 @@ def main() -> None:
     from ultralytics.cfg import smart_value
 
     scale = smoke(SCALES[a.scale]) if a.smoke else SCALES[a.scale]
-    where = CACHE / (a.scale + ("-smoke" if a.smoke else ""))
+    if a.imgsz:  # the scale's data generated at another size (a cache folder, teachers and student of its own)
+        scale = {**scale, "data": {**scale["data"], "imgsz": a.imgsz}, "train": {**scale["train"], "imgsz": a.imgsz}}
+    name = a.scale + (f"-{a.imgsz}px" if a.imgsz else "")
+    where = CACHE / (name + ("-smoke" if a.smoke else ""))
     device = a.device or scale.get("device", "cpu")
     extra = {k: smart_value(v) for k, v in (kv.split("=", 1) for kv in a.compare_args)}
     names = regimes(scale) if a.all_regimes or a.prepare_only else [a.regime or default_regime(scale)]
@@ -340,9 +360,10 @@ def main() -> None:
         summary = run_regime(scale, where, r, device, a.tag, extra)
         labels, _, strength = r.partition("-")
         # wall_s: what this command spent on the regime (its preparation and runs, less what the cache held)
-        entry = {"name": r, "labels": labels, "teacher": strength or r, "wall_s": round(time.time() - start)}
+        teacher = strength or r if summary["teacher"] and not summary["teacher"].get("placeholder") else "none"
+        entry = {"name": r, "labels": labels, "teacher": teacher, "wall_s": round(time.time() - start)}
         out["regimes"].append({**entry, "compare": summary})
-    stem = "-".join([a.scale, *(["smoke"] if a.smoke else []), *([a.tag] if a.tag else [])])
+    stem = "-".join([name, *(["smoke"] if a.smoke else []), *([a.tag] if a.tag else [])])
     stem += ("" if a.all_regimes else f"-{names[0]}") + ("" if extra.get("split", "test") == "test" else "-val")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str))
@@ -395,9 +416,11 @@ def render(results: Path, ref: str | None = None) -> str:
     lines = []
     for r in out["regimes"]:
         s, t = r["compare"], r["compare"]["teacher"]
+        teacher = f"{r['teacher']} teacher (mAP50-95 {t['map50_95']:.4f} on {s['split']})"
+        if not t or t.get("placeholder"):  # arms without a teacher term (none, none+freq)
+            teacher = "no teacher term" + (" (IKDTrainer's runs loaded a 1-epoch placeholder teacher)" if t else "")
         lines += [
-            f"### {r['name']}: {r['labels']} labels, {r['teacher']} teacher "
-            f"(mAP50-95 {t['map50_95']:.4f} on {s['split']})",
+            f"### {r['name']}: {r['labels']} labels, {teacher}",
             "",
             f"Command: `{s['command']}`; machine: {s['machine']}; date {s['date']}; "
             f"ikd_yolo {s['ikd_yolo'].get('commit', s['ikd_yolo']['version'])}.",
