@@ -295,8 +295,9 @@ def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, ext
     if needs_teacher:
         kwargs["teacher"] = str(teacher(scale, where, regime, device))
     elif "none+freq" in bases:
-        args = dict(epochs=1, imgsz=scale["data"]["imgsz"], batch=16, val=False)
-        kwargs["teacher"] = str(train_cached(where.name, f"placeholder-{labels}", "yolov8n.yaml", data, device, **args))
+        args = dict(epochs=1, imgsz=scale["data"]["imgsz"], batch=16, single_cls=extra.get("single_cls", False))
+        name = f"placeholder-{labels}-{cache_key(args)}"
+        kwargs["teacher"] = str(train_cached(where.name, name, "yolov8n.yaml", data, device, val=False, **args))
     if "model" not in extra:
         kwargs["model"] = str(student(scale, where, device))
     # the generated data's size buckets: COCO's 32^2 and 96^2 px at 640^2, as fractions of the image
