@@ -279,9 +279,7 @@ def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, ext
     from ikd_yolo.tools.compare import compare
     from ikd_yolo.tools.compare.arms import DEFAULT_ARMS, parse_arms
 
-    labels = regime.split("-")[0] if scale.get("textured") else None
-    data = make_data(scale, where, scale["data"], labels)
-    kwargs = dict(data=str(data), seeds=scale["seeds"], device=slots(device))
+    kwargs = dict(seeds=scale["seeds"], device=slots(device))
     if scale.get("textured"):
         kwargs.update(
             HEADLINE_ARMS if regime == HEADLINE else OTHER_ARMS, **({"seeds": 1} if scale.get("smoke") else {})
@@ -290,6 +288,11 @@ def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, ext
     # teacher term (none, none+freq): IKDTrainer (none+freq) still loads one, so a 1-epoch placeholder, never run
     bases = {a.base for a in parse_arms(extra.get("arms", kwargs.get("arms", DEFAULT_ARMS)))}
     needs_teacher = not bases <= {"none", "none+freq"}
+    if needs_teacher and regime.endswith("-none"):
+        raise SystemExit(f"--regime {regime} has no teacher: give arms without a teacher term (arms=none,none+freq)")
+    labels = regime.split("-")[0] if scale.get("textured") else None
+    data = make_data(scale, where, scale["data"], labels)
+    kwargs["data"] = str(data)
     if needs_teacher or "model" not in extra:
         prepare(scale, where, [regime] if needs_teacher else [], device)
     if needs_teacher:
@@ -344,6 +347,8 @@ def main() -> None:
     from ultralytics.cfg import smart_value
 
     scale = smoke(SCALES[a.scale]) if a.smoke else SCALES[a.scale]
+    if a.imgsz and not scale.get("textured"):
+        raise SystemExit(f"--imgsz is for the textured scales (their data is generated at any size), not {a.scale}")
     if a.imgsz:  # the scale's data generated at another size (a cache folder, teachers and student of its own)
         scale = {**scale, "data": {**scale["data"], "imgsz": a.imgsz}, "train": {**scale["train"], "imgsz": a.imgsz}}
     name = a.scale + (f"-{a.imgsz}px" if a.imgsz else "")
@@ -417,8 +422,9 @@ def render(results: Path, ref: str | None = None) -> str:
     lines = []
     for r in out["regimes"]:
         s, t = r["compare"], r["compare"]["teacher"]
-        teacher = f"{r['teacher']} teacher (mAP50-95 {t['map50_95']:.4f} on {s['split']})"
-        if not t or t.get("placeholder"):  # arms without a teacher term (none, none+freq)
+        if t and not t.get("placeholder"):
+            teacher = f"{r['teacher']} teacher (mAP50-95 {t['map50_95']:.4f} on {s['split']})"
+        else:  # arms without a teacher term (none, none+freq)
             teacher = "no teacher term" + (" (IKDTrainer's runs loaded a 1-epoch placeholder teacher)" if t else "")
         lines += [
             f"### {r['name']}: {r['labels']} labels, {teacher}",
