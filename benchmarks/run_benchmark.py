@@ -366,8 +366,8 @@ def main() -> None:
         summary = run_regime(scale, where, r, device, a.tag, extra)
         labels, _, strength = r.partition("-")
         # wall_s: what this command spent on the regime (its preparation and runs, less what the cache held)
-        teacher = strength or r if summary["teacher"] and not summary["teacher"].get("placeholder") else "none"
-        entry = {"name": r, "labels": labels, "teacher": teacher, "wall_s": round(time.time() - start)}
+        who = strength or r if summary["teacher"] and not summary["teacher"].get("placeholder") else "none"
+        entry = {"name": r, "labels": labels, "teacher": who, "wall_s": round(time.time() - start)}
         out["regimes"].append({**entry, "compare": summary})
     stem = "-".join([name, *(["smoke"] if a.smoke else []), *([a.tag] if a.tag else [])])
     stem += ("" if a.all_regimes else f"-{names[0]}") + ("" if extra.get("split", "test") == "test" else "-val")
