@@ -126,6 +126,15 @@ HEADLINE = "annotator-typical"
 NATIVE = "native:dis=0.5"
 HEADLINE_ARMS = dict(arms=f"none,{NATIVE},kd,ikd,kd+freq,kd+adv,none+freq", seeds=5)
 OTHER_ARMS = dict(arms="none,kd,ikd", seeds=3)
+NO_TEACHER_TERM = {"none", "none+freq"}  # the built-in arms whose runs read no teacher
+
+
+def arm_bases(scale: dict, regime: str, extra: dict) -> set[str]:
+    """The built-in arms that a regime's comparison runs (each arm's base): compare's ``arms=``, else the scale's."""
+    from ikd_yolo.tools.compare.arms import DEFAULT_ARMS, parse_arms
+
+    default = (HEADLINE_ARMS if regime == HEADLINE else OTHER_ARMS)["arms"] if scale.get("textured") else DEFAULT_ARMS
+    return {a.base for a in parse_arms(extra.get("arms", default))}
 
 
 def regimes(scale: dict) -> list[str]:
@@ -277,7 +286,6 @@ def prepare(scale: dict, where: Path, names: list[str], device: str) -> None:
 def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, extra: dict) -> dict:
     """Prepare one regime and compare its arms through ``compare``; return the compare summary."""
     from ikd_yolo.tools.compare import compare
-    from ikd_yolo.tools.compare.arms import DEFAULT_ARMS, parse_arms
 
     kwargs = dict(seeds=scale["seeds"], device=slots(device))
     if scale.get("textured"):
@@ -286,10 +294,8 @@ def run_regime(scale: dict, where: Path, regime: str, device: str, tag: str, ext
         )
     # only what the runs need: no pretrained student for model= given here, and no regime's teacher where no arm has a
     # teacher term (none, none+freq): IKDTrainer (none+freq) still loads one, so a 1-epoch placeholder, never run
-    bases = {a.base for a in parse_arms(extra.get("arms", kwargs.get("arms", DEFAULT_ARMS)))}
-    needs_teacher = not bases <= {"none", "none+freq"}
-    if needs_teacher and regime.endswith("-none"):
-        raise SystemExit(f"--regime {regime} has no teacher: give arms without a teacher term (arms=none,none+freq)")
+    bases = arm_bases(scale, regime, extra)
+    needs_teacher = not bases <= NO_TEACHER_TERM
     labels = regime.split("-")[0] if scale.get("textured") else None
     data = make_data(scale, where, scale["data"], labels)
     kwargs["data"] = str(data)
@@ -348,7 +354,7 @@ def main() -> None:
 
     scale = smoke(SCALES[a.scale]) if a.smoke else SCALES[a.scale]
     if a.imgsz and not scale.get("textured"):
-        raise SystemExit(f"--imgsz is for the textured scales (their data is generated at any size), not {a.scale}")
+        p.error(f"--imgsz is for the textured scales (their data is generated at any size), not {a.scale}")
     if a.imgsz:  # the scale's data generated at another size (a cache folder, teachers and student of its own)
         scale = {**scale, "data": {**scale["data"], "imgsz": a.imgsz}, "train": {**scale["train"], "imgsz": a.imgsz}}
     name = a.scale + (f"-{a.imgsz}px" if a.imgsz else "")
@@ -356,6 +362,8 @@ def main() -> None:
     device = a.device or scale.get("device", "cpu")
     extra = {k: smart_value(v) for k, v in (kv.split("=", 1) for kv in a.compare_args)}
     names = regimes(scale) if a.all_regimes or a.prepare_only else [a.regime or default_regime(scale)]
+    if names[0].endswith("-none") and not arm_bases(scale, names[0], extra) <= NO_TEACHER_TERM:
+        p.error(f"--regime {names[0]} has no teacher: give arms without a teacher term (arms=none,none+freq)")
     if a.prepare_only:  # the trainings: the student's pretraining and each teacher (snapshots chosen apart)
         prepare(scale, where, [r for r in names if not r.endswith(("-typical", "-weak"))], device)
         print("student", student(scale, where, device))
